@@ -1,0 +1,101 @@
+"""The backend contract: open a model or endpoint, describe it, stream one request.
+
+A backend never computes metrics. It yields `TokenEvent`s, each stamped with
+`time.perf_counter_ns()` when the text became available in this process; the last
+event may carry the usage the engine reports. The harness derives every figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request to send: a prompt sized in tokens and the output length to force."""
+
+    request_id: str
+    prompt: str
+    input_tokens: int  # prompt length measured with the model's tokenizer (0 if unknown)
+    max_output_tokens: int
+    force_output_length: bool = True  # suppress EOS where the engine allows it
+    chat: bool = False  # send as a chat message instead of a raw completion
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts as the engine reports them, plus engine-side timings when known."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    source: str = "engine"  # engine | tokenizer | events
+    engine_prefill_ms: float | None = None  # engine's own prompt-eval time
+    engine_decode_ms: float | None = None  # engine's own generation time
+    engine_prefill_tokens: int | None = None
+    engine_decode_tokens: int | None = None  # tokens the engine timed in decode (N_out-1 typically)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """Text that arrived at `t_ns` holding `n_tokens` tokens; `usage` only on the last."""
+
+    t_ns: int
+    text: str
+    n_tokens: int
+    usage: Usage | None = None
+
+
+@dataclass
+class BackendInfo:
+    """What a result row needs to know about the engine and the model."""
+
+    backend: str
+    engine: str
+    engine_version: str
+    engine_build: str = ""
+    model: str = ""
+    model_path: str = ""
+    model_sha256: str = ""
+    model_size_mb: float | None = None
+    model_params: int | None = None
+    model_arch: str = ""
+    quant: str = ""
+    weights: str = "real"  # real | synthetic
+    device: str = "cpu"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class RequestError(Exception):
+    """A request that failed; `kind` is its class (timeout, http_429, connection, ...)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the runner needs from every backend."""
+
+    name: str
+    max_concurrency: int | None  # None: no limit; 1: requests are served one at a time
+
+    async def open(self) -> BackendInfo:
+        """Load the model or connect; raise UserError on bad input."""
+        ...
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens in `text` by the model's tokenizer, or None if no tokenizer is known."""
+        ...
+
+    def stream(self, request: Request) -> AsyncIterator[TokenEvent]:
+        """Send one request and yield its events as they arrive."""
+        ...
+
+    async def close(self) -> None:
+        """Release the model or connection; idempotent."""
+        ...

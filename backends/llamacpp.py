@@ -1,0 +1,227 @@
+"""llama.cpp in process through llama-cpp-python.
+
+One request at a time: the model state is `reset()` before every request so no cached
+prefix skips prefill; the output is forced to the requested length by a native
+logit-bias sampler that bans every end-of-generation token; the engine's own timings
+(`llama_perf_context`) are read after each request and returned with the usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import ctypes
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backends.base import BackendInfo, Request, RequestError, TokenEvent, Usage
+from harness.errors import UserError
+from harness.models import file_sha256, resolve_gguf
+
+_SENTINEL = object()
+
+
+@dataclass
+class LlamaCppConfig:
+    """Settings that affect speed; all recorded in the result row."""
+
+    model: str | None = None
+    n_ctx: int = 4096
+    n_threads: int | None = None  # None: llama.cpp's default (physical cores)
+    n_gpu_layers: int | None = None  # None: all layers where a GPU backend exists, else 0
+    flash_attn: bool = False
+    n_batch: int | None = None  # None: n_ctx, so a prompt is one decode call
+    n_ubatch: int = 512
+    seed: int = 1234
+
+
+def _ftype_names() -> dict[int, str]:
+    import llama_cpp
+
+    return {getattr(llama_cpp, n): n.replace("LLAMA_FTYPE_MOSTLY_", "").replace(
+        "LLAMA_FTYPE_", "") for n in dir(llama_cpp) if n.startswith("LLAMA_FTYPE_")}
+
+
+class LlamaCppBackend:
+    """In-process llama.cpp; serves one request at a time."""
+
+    name = "llamacpp"
+    max_concurrency: int | None = 1
+
+    def __init__(self, **config: Any) -> None:
+        known = set(LlamaCppConfig.__dataclass_fields__)
+        unknown = set(config) - known
+        if unknown:
+            raise UserError(f"llamacpp backend: unknown setting(s) {', '.join(sorted(unknown))}; "
+                            f"known: {', '.join(sorted(known))}")
+        self.config = LlamaCppConfig(**config)
+        self.llm: Any = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+        self._lock = asyncio.Lock()
+        self._chains: dict[bool, Any] = {}
+        self._eog: list[int] = []
+
+    async def open(self) -> BackendInfo:
+        try:
+            import llama_cpp
+        except ImportError:
+            raise UserError("llama-cpp-python is not installed: pip install -e '.[llamacpp]' "
+                            "(make bench does this)") from None
+        path = resolve_gguf(self.config.model)
+        cfg = self.config
+        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        n_gpu_layers = cfg.n_gpu_layers if cfg.n_gpu_layers is not None else (-1 if gpu else 0)
+        n_batch = cfg.n_batch or cfg.n_ctx
+        kwargs = dict(model_path=str(path), n_ctx=cfg.n_ctx, n_batch=n_batch,
+                      n_ubatch=min(cfg.n_ubatch, n_batch), n_gpu_layers=n_gpu_layers,
+                      flash_attn=cfg.flash_attn, seed=cfg.seed, logits_all=False,
+                      verbose=False)
+        if cfg.n_threads:
+            kwargs.update(n_threads=cfg.n_threads, n_threads_batch=cfg.n_threads)
+        try:
+            self.llm = await asyncio.get_running_loop().run_in_executor(
+                self._executor, lambda: llama_cpp.Llama(**kwargs))
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise UserError(f"llama.cpp could not load {path}: {exc} (is the file complete "
+                            "and a model llama.cpp supports?)") from None
+        self._build_samplers()
+        meta = dict(self.llm.metadata)
+        model_ptr = self.llm._model.model
+        desc_buf = ctypes.create_string_buffer(256)
+        llama_cpp.llama_model_desc(model_ptr, desc_buf, 256)
+        ftype = meta.get("general.file_type")
+        quant = _ftype_names().get(int(ftype), str(ftype)) if ftype is not None else ""
+        system_info = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
+        device = "cpu"
+        if gpu and n_gpu_layers != 0:
+            device = "cuda" if "CUDA" in system_info else (
+                "metal" if "METAL" in system_info.upper() else "gpu")
+        settings = {
+            "n_ctx": cfg.n_ctx, "n_batch": n_batch, "n_ubatch": min(cfg.n_ubatch, n_batch),
+            "n_threads": self.llm.context_params.n_threads,
+            "n_threads_batch": self.llm.context_params.n_threads_batch,
+            "n_gpu_layers": n_gpu_layers, "flash_attn": cfg.flash_attn,
+            "sampler": "greedy", "eog_banned_tokens": len(self._eog),
+        }
+        synthetic = meta.get("harness.synthetic") == "true" or "synthetic" in str(
+            meta.get("general.name", "")).lower()
+        return BackendInfo(
+            backend=self.name, engine="llama.cpp", engine_version=llama_cpp.__version__,
+            engine_build=system_info, model=meta.get("general.name") or path.stem,
+            model_path=str(path), model_sha256=file_sha256(path),
+            model_size_mb=round(path.stat().st_size / 2**20, 1),
+            model_params=int(llama_cpp.llama_model_n_params(model_ptr)),
+            model_arch=meta.get("general.architecture", ""), quant=quant,
+            weights="synthetic" if synthetic else "real", device=device, settings={
+                **settings, "model_desc": desc_buf.value.decode(errors="replace")},
+        )
+
+    def _build_samplers(self) -> None:
+        """Greedy sampling, with and without a logit bias banning every EOG token."""
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
+        n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+        self._eog = [t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+        for forced in (False, True):
+            chain = llama_cpp.llama_sampler_chain_init(
+                llama_cpp.llama_sampler_chain_default_params())
+            if forced and self._eog:
+                biases = (llama_cpp.llama_logit_bias * len(self._eog))()
+                for i, tok in enumerate(self._eog):
+                    biases[i].token, biases[i].bias = tok, float("-inf")
+                llama_cpp.llama_sampler_chain_add(
+                    chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(self._eog),
+                                                                   biases))
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+            self._chains[forced] = chain
+
+    def count_tokens(self, text: str, prompt: bool = False) -> int | None:
+        """Tokens by the model's own tokenizer; `prompt=True` counts the BOS it adds."""
+        if self.llm is None:
+            return None
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=prompt, special=False))
+
+    def _generate(self, request: Request, emit: Any, cancel: threading.Event) -> None:
+        import llama_cpp
+
+        llm = self.llm
+        tokens = llm.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=False)
+        if len(tokens) + request.max_output_tokens > llm.n_ctx():
+            raise RequestError("context_overflow",
+                               f"{len(tokens)} prompt + {request.max_output_tokens} output "
+                               f"tokens exceed n_ctx={llm.n_ctx()}; raise --n-ctx")
+        ctx = llm._ctx.ctx
+        chain = self._chains[request.force_output_length]
+        llama_cpp.llama_sampler_reset(chain)
+        llm.reset()  # forget every cached token: this request's prefill runs in full
+        llama_cpp.llama_perf_context_reset(ctx)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        llm.eval(tokens)
+        produced = 0
+        for i in range(request.max_output_tokens):
+            token = llama_cpp.llama_sampler_sample(chain, ctx, -1)
+            t_ns = time.perf_counter_ns()
+            produced += 1
+            text = decoder.decode(llm.detokenize([token]))
+            emit(TokenEvent(t_ns=t_ns, text=text, n_tokens=1))
+            if token in self._eog and not request.force_output_length:
+                break
+            if i + 1 == request.max_output_tokens or cancel.is_set():
+                break
+            llm.eval([token])
+        perf = llama_cpp.llama_perf_context(ctx)
+        emit(TokenEvent(t_ns=time.perf_counter_ns(), text="", n_tokens=0, usage=Usage(
+            input_tokens=len(tokens), output_tokens=produced, source="engine",
+            engine_prefill_ms=perf.t_p_eval_ms, engine_decode_ms=perf.t_eval_ms,
+            engine_prefill_tokens=perf.n_p_eval, engine_decode_tokens=perf.n_eval)))
+
+    async def stream(self, request: Request) -> AsyncIterator[TokenEvent]:
+        if self.llm is None:
+            raise RuntimeError("open() the backend first")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                self._generate(request, emit, cancel)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                emit(exc)
+            finally:
+                emit(_SENTINEL)
+
+        async with self._lock:
+            future = loop.run_in_executor(self._executor, work)
+            try:
+                while (item := await queue.get()) is not _SENTINEL:
+                    if isinstance(item, BaseException):
+                        if isinstance(item, RequestError):
+                            raise item
+                        raise RequestError("engine_error", f"{type(item).__name__}: {item}")
+                    yield item
+            finally:
+                cancel.set()
+                await asyncio.shield(future)  # the engine is free again before unlocking
+
+    async def close(self) -> None:
+        if self.llm is not None:
+            llm, self.llm = self.llm, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, llm.close)
+        self._executor.shutdown(wait=False)
+
+
+def default_threads() -> int:
+    return os.cpu_count() or 1
+
+
+__all__ = ["LlamaCppBackend", "LlamaCppConfig", "Path"]

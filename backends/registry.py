@@ -1,0 +1,47 @@
+"""Backend names mapped to "module:Class" strings, imported only when chosen."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from harness.errors import UserError, did_you_mean
+
+BACKENDS: dict[str, str] = {
+    "llamacpp": "backends.llamacpp:LlamaCppBackend",
+    "openai": "backends.openai_api:OpenAIBackend",
+    "vllm": "backends.vllm_engine:VLLMBackend",
+}
+
+
+def backend_class(name: str) -> type:
+    """Import and return the class registered under `name`."""
+    if name not in BACKENDS:
+        raise UserError(
+            f"unknown backend '{name}' (--backend); known: {', '.join(sorted(BACKENDS))}."
+            + did_you_mean(name, list(BACKENDS))
+        )
+    module_name, _, class_name = BACKENDS[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(
+            f"backend '{name}' cannot be imported ({exc}); install its extra: "
+            f"pip install -e '.[{name}]'"
+        ) from None
+    return getattr(module, class_name)
+
+
+def create_backend(name: str, **config: Any) -> Any:
+    """Instantiate backend `name` with its typed config."""
+    return backend_class(name)(**config)
+
+
+def importable_backends() -> dict[str, str]:
+    """Name → 'ok' or the reason its engine does not import (for `harness env`)."""
+    engines = {"llamacpp": "llama_cpp", "openai": "openai", "vllm": "vllm"}
+    status: dict[str, str] = {}
+    for name, module in engines.items():
+        spec = importlib.util.find_spec(module)
+        status[name] = "ok" if spec is not None else f"'{module}' not installed"
+    return status

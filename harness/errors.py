@@ -1,0 +1,23 @@
+"""Errors the harness raises on purpose; the CLI turns them into one line and an exit code."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input from the user (flag, file, name). Printed as one line; exit code 2."""
+
+    exit_code = 2
+
+
+class CheckFailed(Exception):
+    """A check the user asked for failed (e.g. a regression). Exit code 1."""
+
+    exit_code = 1
+
+
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    """Return ' Did you mean X?' for the nearest choice, or '' when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""

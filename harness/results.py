@@ -1,0 +1,146 @@
+"""Result files: a CSV row per scenario, per-request JSONL, power timeline, machine.json.
+
+Layout: `<output>/<machine_id>/machine.json` and, per run,
+`<run_id>_<workload>.csv`, `<run_id>_<workload>.requests.jsonl`,
+`<run_id>_<workload>.power.jsonl`. JSONL lines are flushed and fsynced one by one and
+the CSV is rewritten to a temporary file and renamed after each scenario, so a run that
+is interrupted or killed leaves valid files holding everything that completed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.schema import COLUMNS, TYPES, migrate
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return ""
+        return f"{value:.6g}" if abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    """CSV text with the schema's columns in order, then any extra columns sorted."""
+    extra = sorted({k for r in rows for k in r} - set(COLUMNS))
+    columns = COLUMNS + extra
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_format(row.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def _parse(name: str, text: str) -> Any:
+    if text == "":
+        return None
+    typ = TYPES.get(name, "str")
+    try:
+        if typ == "int":
+            return int(float(text))
+        if typ == "float":
+            return float(text)
+    except ValueError:
+        return text
+    return text
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a result CSV, typed by the schema and migrated to the current version."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        return [migrate({k: _parse(k, v or "") for k, v in row.items()}) for row in reader]
+
+
+class JsonlWriter:
+    """Append-only JSON lines, each flushed and fsynced as it is written."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._f = open(path, "a", encoding="utf-8")
+
+    def write(self, obj: dict[str, Any]) -> None:
+        self._f.write(json.dumps(obj, default=str, allow_nan=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+
+class RunFiles:
+    """The files of one `harness bench` run for one workload on one machine."""
+
+    def __init__(self, output_dir: Path, machine: dict[str, Any], run_id: str,
+                 workload: str) -> None:
+        self.dir = Path(output_dir) / machine["machine_id"]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{run_id}_{workload}"
+        self.csv_path = self.dir / f"{stem}.csv"
+        self.requests_path = self.dir / f"{stem}.requests.jsonl"
+        self.power_path = self.dir / f"{stem}.power.jsonl"
+        self.machine_path = self.dir / "machine.json"
+        self.server_log_path = self.dir / f"{stem}.server.log"
+        self.rows: list[dict[str, Any]] = []
+        self.requests = JsonlWriter(self.requests_path)
+        self._power: JsonlWriter | None = None
+        atomic_write_text(self.machine_path, json.dumps(machine, indent=2, default=str) + "\n")
+
+    def add_request(self, record: dict[str, Any]) -> None:
+        self.requests.write(record)
+
+    def add_power_sample(self, sample: dict[str, Any]) -> None:
+        if self._power is None:
+            self._power = JsonlWriter(self.power_path)
+        self._power.write(sample)
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        """Append a scenario row and rewrite the CSV atomically."""
+        self.rows.append(row)
+        self.flush_rows()
+
+    def flush_rows(self) -> None:
+        if self.rows:
+            atomic_write_text(self.csv_path, rows_to_csv(self.rows))
+
+    def close(self) -> None:
+        self.requests.close()
+        if self._power is not None:
+            self._power.close()
+
+    def written(self) -> list[Path]:
+        return [p for p in (self.csv_path, self.requests_path, self.power_path,
+                            self.machine_path, self.server_log_path) if p.exists()]

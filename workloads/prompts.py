@@ -1,0 +1,77 @@
+"""Deterministic prompt synthesis sized in tokens with the model's own tokenizer.
+
+Each prompt starts with a unique prefix (workload, scenario, repetition, index and a
+seeded nonce), so no prefix cache in any engine can skip its prefill, and continues
+with seeded English-like filler grown or trimmed until the tokenizer counts exactly the
+requested number of tokens (or the nearest it can reach).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+
+TokenCounter = Callable[[str], int]
+
+_WORDS = (
+    "the of and to in is that for it as was with be by on not he this are or his from at "
+    "which but have an they you were her she there been one all we their has would when "
+    "if so no will can more other about many then them these may time into some could "
+    "two first only new very also over such after where most made between being under "
+    "system model energy cost memory token power market river city garden music letter "
+    "history science window morning engine result number answer question water light "
+    "mountain report village winter signal process design language network machine "
+    "research market measure station market value table paper silver forest harbor "
+    "bridge planet orbit theory method culture journey season kitchen doctor student"
+).split()
+
+LONG_ANSWER_INSTRUCTION = (
+    "Write a very long, detailed essay that continues the following notes. Do not stop "
+    "early; keep writing until you run out of space.\n\n"
+)
+
+
+def unique_prefix(seed: int, workload: str, scenario: str, repetition: int, index: int) -> str:
+    """A short tag that differs for every request and is stable for a given seed."""
+    key = f"{seed}:{workload}:{scenario}:{repetition}:{index}".encode()
+    nonce = hashlib.sha256(key).hexdigest()[:10]
+    return f"[{scenario} r{repetition} #{index} {nonce}] "
+
+
+def synthesize_prompt(
+    count_tokens: TokenCounter, target_tokens: int, rng: random.Random, prefix: str = ""
+) -> tuple[str, int]:
+    """A prompt of `target_tokens` tokens as counted by `count_tokens`.
+
+    Returns (prompt, actual_tokens). The count is exact unless the prefix alone is
+    longer than the target or the tokenizer cannot make a one-token step.
+    """
+    words: list[str] = []
+
+    def text_of(ws: list[str]) -> str:
+        return prefix + " ".join(ws)
+
+    count = count_tokens(text_of(words))
+    # Grow in batches sized from the remaining deficit: few tokenizer calls even for 8k.
+    while count < target_tokens:
+        deficit = target_tokens - count
+        words.extend(rng.choice(_WORDS) for _ in range(max(1, int(deficit * 0.7))))
+        count = count_tokens(text_of(words))
+    while count > target_tokens and words:
+        words.pop()
+        count = count_tokens(text_of(words))
+    text = text_of(words)
+    # Fill the last few tokens with short words; each usually adds exactly one token.
+    for _ in range(64):
+        if count >= target_tokens:
+            break
+        for filler in (" a", " I", ".", ","):
+            trial = text + filler
+            trial_count = count_tokens(trial)
+            if trial_count <= target_tokens and trial_count > count:
+                text, count = trial, trial_count
+                break
+        else:
+            break
+    return text, count
