@@ -144,3 +144,50 @@ class RunFiles:
     def written(self) -> list[Path]:
         return [p for p in (self.csv_path, self.requests_path, self.power_path,
                             self.machine_path, self.server_log_path) if p.exists()]
+
+
+def find_result_files(paths: list[str | Path]) -> list[Path]:
+    """Result CSVs named by the user: files as given, folders searched recursively."""
+    from harness.errors import UserError
+
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            csvs = sorted(q for q in p.rglob("*.csv") if not q.name.startswith("."))
+            if not csvs:
+                raise UserError(f"{p}: folder holds no result CSV files; give result files "
+                                "or a results/ folder written by `harness bench`")
+            found.extend(csvs)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise UserError(f"{p}: no such file or folder")
+    return found
+
+
+def load_frame(paths: list[str | Path]) -> Any:
+    """All rows of the given result files/folders as one pandas DataFrame, migrated to
+    the current schema; a `source_file` column says where each row came from."""
+    import pandas as pd
+
+    from harness.errors import UserError
+
+    frames = []
+    for path in find_result_files(paths):
+        try:
+            rows = read_rows(path)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise UserError(f"{path}: cannot read as a result CSV ({exc})") from None
+        if not rows:
+            continue
+        if "schema_version" not in rows[0] or "scenario" not in rows[0] or rows[0].get(
+                "schema_version") is None:
+            raise UserError(f"{path}: not a harness result file (no schema_version/scenario "
+                            "columns)")
+        frame = pd.DataFrame(rows)
+        frame["source_file"] = str(path)
+        frames.append(frame)
+    if not frames:
+        raise UserError("no result rows found in " + ", ".join(map(str, paths)))
+    return pd.concat(frames, ignore_index=True)
