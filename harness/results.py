@@ -176,15 +176,16 @@ def load_frame(paths: list[str | Path]) -> Any:
     frames = []
     for path in find_result_files(paths):
         try:
+            with open(path, encoding="utf-8", newline="") as f:
+                header = next(csv.reader(f), [])
+            if "schema_version" not in header or "scenario" not in header:
+                raise UserError(f"{path}: not a harness result file (no schema_version and "
+                                "scenario columns); give CSVs written by `harness bench`")
             rows = read_rows(path)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise UserError(f"{path}: cannot read as a result CSV ({exc})") from None
         if not rows:
             continue
-        if "schema_version" not in rows[0] or "scenario" not in rows[0] or rows[0].get(
-                "schema_version") is None:
-            raise UserError(f"{path}: not a harness result file (no schema_version/scenario "
-                            "columns)")
         frame = pd.DataFrame(rows)
         frame["source_file"] = str(path)
         frames.append(frame)
