@@ -184,6 +184,8 @@ def load_frame(paths: list[str | Path]) -> Any:
             rows = read_rows(path)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise UserError(f"{path}: cannot read as a result CSV ({exc})") from None
+        except ValueError as exc:  # a schema newer than this harness
+            raise UserError(f"{path}: {exc}") from None
         if not rows:
             continue
         frame = pd.DataFrame(rows)

@@ -98,6 +98,8 @@ FIELDS: list[tuple[str, str, str]] = [
     ("tokens_per_kwh", "float", "(input + output tokens) per kWh"),
     ("power_method", "str", "measured | estimated | unavailable"),
     ("power_source", "str", "nvml | rapl | apple | estimate | none, per domain"),
+    ("power_note", "str", "how each domain was read, what was left out, or why unavailable"),
+    ("power_window_s", "float", "seconds the meters ran (all repetitions of the row)"),
     ("peak_rss_mb", "float", "peak resident memory of the engine process(es)"),
     ("gpu_mem_peak_mb", "float", "peak GPU memory used"),
     ("api_cost_usd", "float", "API price x usage of measured requests, where known"),
@@ -124,12 +126,62 @@ def _noop(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-MIGRATIONS: dict[int, Any] = {}
+# Schema version 0 is the pre-release layout used while the harness was developed, before
+# version 1 shipped with the walking skeleton. It is defined here so that the migration
+# path is real and tested: units came before percentiles (`ttft_p50_ms`), throughput had
+# short names (`output_tok_s`), energy per token was `energy_per_token_j`, and a 0/1
+# `synthetic` column stood where `weights` (real | synthetic) is now.
+V0_RENAMES: dict[str, str] = {
+    "output_tok_s": "output_throughput_tok_s",
+    "output_tok_s_std": "output_throughput_tok_s_std",
+    "total_tok_s": "total_throughput_tok_s",
+    "total_tok_s_std": "total_throughput_tok_s_std",
+    "request_rps": "request_throughput_rps",
+    "energy_per_token_j": "j_per_output_token",
+    "rate_rps": "request_rate_rps",
+    **{f"{m}_{stat}_ms": f"{m}_ms_{stat}"
+       for m in ("ttft", "tpot", "e2e") for stat in ("mean", "std", "p50", "p90", "p99")},
+    **{f"itl_{stat}_ms": f"itl_ms_{stat}" for stat in ("p50", "p90", "p99")},
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """A value read under an old column name, typed by its current column's type."""
+    if value is None or value == "":
+        return None
+    try:
+        if TYPES.get(name) == "int":
+            return int(float(value))
+        if TYPES.get(name) == "float":
+            return float(value)
+    except (TypeError, ValueError):
+        return value
+    return value
+
+
+def _v0_to_v1(row: dict[str, Any]) -> dict[str, Any]:
+    """Pre-release layout → version 1: renamed columns, `synthetic` 0/1 → `weights`."""
+    out = {k: v for k, v in row.items() if k not in V0_RENAMES and k != "synthetic"}
+    for old, new in V0_RENAMES.items():
+        if old in row and out.get(new) is None:
+            out[new] = _coerce(new, row[old])
+    if "synthetic" in row and out.get("weights") is None:
+        flag = str(row["synthetic"]).strip().lower()
+        out["weights"] = "synthetic" if flag in ("1", "1.0", "true", "yes") else "real"
+    return out
+
+
+MIGRATIONS: dict[int, Any] = {0: _v0_to_v1}
 
 
 def migrate(row: dict[str, Any]) -> dict[str, Any]:
-    """Bring a row read from any schema version up to SCHEMA_VERSION."""
+    """Bring a row read from any schema version up to SCHEMA_VERSION.
+
+    Raises ValueError for a version newer than this harness knows."""
     version = int(row.get("schema_version") or 0)
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"schema_version {version} is newer than this harness's "
+                         f"{SCHEMA_VERSION}; upgrade the harness to read it")
     while version < SCHEMA_VERSION:
         row = MIGRATIONS.get(version, _noop)(row)
         version += 1
