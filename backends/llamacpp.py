@@ -33,7 +33,7 @@ class LlamaCppConfig:
 
     model: str | None = None
     n_ctx: int = 4096
-    n_threads: int | None = None  # None: llama.cpp's default (physical cores)
+    n_threads: int | None = None  # None: physical cores (llama.cpp's CLI default)
     n_gpu_layers: int | None = None  # None: all layers where a GPU backend exists, else 0
     flash_attn: bool = False
     n_batch: int | None = None  # None: n_ctx, so a prompt is one decode call
@@ -82,8 +82,8 @@ class LlamaCppBackend:
                       n_ubatch=min(cfg.n_ubatch, n_batch), n_gpu_layers=n_gpu_layers,
                       flash_attn=cfg.flash_attn, seed=cfg.seed, logits_all=False,
                       verbose=False)
-        if cfg.n_threads:
-            kwargs.update(n_threads=cfg.n_threads, n_threads_batch=cfg.n_threads)
+        threads = cfg.n_threads or default_threads()
+        kwargs.update(n_threads=threads, n_threads_batch=threads)
         try:
             self.llm = await asyncio.get_running_loop().run_in_executor(
                 self._executor, lambda: llama_cpp.Llama(**kwargs))
@@ -221,7 +221,13 @@ class LlamaCppBackend:
 
 
 def default_threads() -> int:
-    return os.cpu_count() or 1
+    """Physical cores, as llama.cpp's own tools default to; logical CPUs if unknown."""
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except ImportError:
+        return os.cpu_count() or 1
 
 
 __all__ = ["LlamaCppBackend", "LlamaCppConfig", "Path"]

@@ -1,7 +1,7 @@
 """Deterministic prompt synthesis sized in tokens with the model's own tokenizer.
 
-Each prompt starts with a unique prefix (workload, scenario, repetition, index and a
-seeded nonce), so no prefix cache in any engine can skip its prefill, and continues
+Each prompt starts with a unique prefix (a nonce hashed from the seed, workload,
+scenario, repetition and index), so no prefix cache in any engine can skip its prefill, and continues
 with seeded English-like filler grown or trimmed until the tokenizer counts exactly the
 requested number of tokens (or the nearest it can reach).
 """
@@ -35,8 +35,10 @@ LONG_ANSWER_INSTRUCTION = (
 def unique_prefix(seed: int, workload: str, scenario: str, repetition: int, index: int) -> str:
     """A short tag that differs for every request and is stable for a given seed."""
     key = f"{seed}:{workload}:{scenario}:{repetition}:{index}".encode()
-    nonce = hashlib.sha256(key).hexdigest()[:10]
-    return f"[{scenario} r{repetition} #{index} {nonce}] "
+    digest = hashlib.sha256(key).digest()
+    # Eight letters: short in any tokenizer, 26^8 values, so collisions are negligible.
+    nonce = "".join(chr(ord("a") + b % 26) for b in digest[:8])
+    return f"{nonce}: "
 
 
 def synthesize_prompt(
