@@ -111,9 +111,14 @@ class LlamaCppBackend:
         }
         synthetic = meta.get("harness.synthetic") == "true" or "synthetic" in str(
             meta.get("general.name", "")).lower()
+        model_name = meta.get("general.name") or path.stem
+        if synthetic:  # random weights: the row names the shape it stands for
+            model_name = f"synthetic:{meta.get('harness.synthetic_shape') or model_name}"
+            settings.update(synthetic_shape=meta.get("harness.synthetic_shape", ""),
+                            synthetic_source=meta.get("harness.synthetic_source", ""))
         return BackendInfo(
             backend=self.name, engine="llama.cpp", engine_version=llama_cpp.__version__,
-            engine_build=system_info, model=meta.get("general.name") or path.stem,
+            engine_build=system_info, model=model_name,
             model_path=str(path), model_sha256=file_sha256(path),
             model_size_mb=round(path.stat().st_size / 2**20, 1),
             model_params=int(llama_cpp.llama_model_n_params(model_ptr)),
