@@ -33,7 +33,7 @@ examples:
 CONFIG_KEYS = {"backend", "model", "workload", "concurrency", "rate", "requests",
                "repetitions", "warmup", "server", "server_command", "base_url",
                "api_key_env", "power", "output", "n_ctx", "n_threads", "n_gpu_layers",
-               "flash_attn", "timeout", "slo_ttft_ms", "slo_tpot_ms", "idle_power_s",
+               "flash_attn", "timeout", "slo_ttft_ms", "slo_tpot_ms", "idle_power_s", "tdp_w",
                "api", "endpoint", "engine"}
 
 
@@ -104,6 +104,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--power", default=None,
                    choices=["auto", "none", "nvml", "rapl", "apple", "estimate"],
                    help="power meter (default auto: the best available, else none)")
+    g.add_argument("--tdp-w", type=float, default=None,
+                   help="CPU TDP in watts for --power estimate (default: a table of known "
+                        "CPUs)")
     g.add_argument("--idle-power-s", type=float, default=None,
                    help="seconds of idle power measured before each load level (default 0 "
                         "when no meter, 3 otherwise)")
@@ -221,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency=values.get("concurrency"), rate_rps=values.get("rate"),
         requests=values.get("requests"), repetitions=values.get("repetitions"),
         warmup_requests=values.get("warmup"))
-    power = open_session(values.get("power") or "auto")
+    power = open_session(values.get("power") or "auto", tdp_w=values.get("tdp_w"))
     idle_s = values.get("idle_power_s")
     if idle_s is None:
         idle_s = 3.0 if getattr(power, "has_meter", False) else 0.0

@@ -23,6 +23,7 @@ from harness import __version__
 from harness.machine import harness_commit, load_avg_1m
 from harness.metrics import RequestRecord, scenario_summary
 from harness.power import PowerSession
+from harness.power.columns import per_token_columns
 from harness.results import RunFiles
 from harness.schema import empty_row
 from workloads.prompts import LONG_ANSWER_INSTRUCTION, synthesize_prompt, unique_prefix
@@ -285,7 +286,11 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
                                                   options, on_record)
             except (asyncio.CancelledError, KeyboardInterrupt):
                 interrupted = True
-            power_cols, timeline = power.stop()
+            try:
+                power_cols, timeline = power.stop()
+            except Exception as exc:  # noqa: BLE001 - a failing meter never loses the row
+                power_cols, timeline = {"power_method": "unavailable", "power_source": "none",
+                                        "power_note": f"power meter failed: {exc}"}, []
             for sample in timeline:
                 files.add_power_sample({"run_id": run_id, "scenario": scenario.name,
                                         "load": point.label, **sample})
@@ -293,6 +298,8 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
             row.update(power_cols)
             row.update(scenario_summary(records, scenario.slo_ttft_ms or options.slo_ttft_ms,
                                         scenario.slo_tpot_ms or options.slo_tpot_ms))
+            row.update(per_token_columns(row.get("energy_j"), row.get("input_tokens"),
+                                         row.get("output_tokens")))
             _finish_row(row, workload, scenario, point, started, load_start, cores, notes,
                         interrupted)
             files.add_row(row)
@@ -340,9 +347,10 @@ def _finish_row(row: dict[str, Any], workload: Workload, scenario: Scenario,
         output_tokens_target=scenario.output_tokens,
         repetitions=scenario.repetitions, warmup_requests=scenario.warmup_requests,
         load_avg_1m=load_start, load_avg_1m_end=load_end, noisy=int(noisy),
-        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        if sys.platform != "darwin" else
-        round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1),
+        peak_rss_mb=row.get("peak_rss_mb") or (
+            round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+            if sys.platform != "darwin" else
+            round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)),
         notes="; ".join(notes),
     )
 
