@@ -77,6 +77,17 @@ class RequestError(Exception):
         self.kind = kind
 
 
+@dataclass
+class BatchResult:
+    """One request of a batch a backend ran at once (optional `run_batch` hook): when it
+    was submitted, its events as `stream()` would have yielded them, or its error."""
+
+    request: Request
+    send_ns: int
+    events: list[TokenEvent]
+    error: RequestError | None = None
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What the runner needs from every backend."""
@@ -99,3 +110,9 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Release the model or connection; idempotent."""
         ...
+
+    # Optional hooks, used by the runner when a backend has them:
+    #   async run_batch(requests) -> list[BatchResult]: run a whole repetition as one
+    #     batch (offline engines whose API returns when the batch is done);
+    #   async server_metrics_start() / server_metrics_stop() -> {"columns", "details"}:
+    #     engine-side figures over each measured window.

@@ -34,7 +34,11 @@ CONFIG_KEYS = {"backend", "model", "workload", "concurrency", "rate", "requests"
                "repetitions", "warmup", "server", "server_command", "base_url",
                "api_key_env", "power", "output", "n_ctx", "n_threads", "n_gpu_layers",
                "flash_attn", "timeout", "slo_ttft_ms", "slo_tpot_ms", "idle_power_s", "tdp_w",
-               "api", "endpoint", "engine"}
+               "api", "endpoint", "engine",
+               # vLLM engine settings (EngineArgs names)
+               "dtype", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
+               "quantization", "tensor_parallel_size", "pipeline_parallel_size",
+               "distributed_executor_backend", "enforce_eager"}
 
 
 def _int_list(flag: str):
@@ -90,6 +94,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-gpu-layers", type=int, default=None,
                    help="layers on the GPU (default: all where a GPU backend exists)")
     g.add_argument("--flash-attn", action="store_true", default=None, help="flash attention")
+    g = p.add_argument_group("vLLM engine (offline and --server vllm; any other EngineArgs "
+                             "field: [engine] table of --config)")
+    g.add_argument("--dtype", default=None, help="auto, bfloat16, float16, float32")
+    g.add_argument("--max-model-len", type=int, default=None, help="context length")
+    g.add_argument("--max-num-seqs", type=int, default=None,
+                   help="most sequences the engine batches at once")
+    g.add_argument("--gpu-memory-utilization", type=float, default=None,
+                   help="fraction of GPU memory vLLM may take (0-1)")
+    g.add_argument("--quantization", default=None, help="e.g. awq, gptq, fp8")
+    g.add_argument("--tensor-parallel-size", type=int, default=None, help="GPUs per layer")
+    g.add_argument("--pipeline-parallel-size", type=int, default=None, help="pipeline stages")
+    g.add_argument("--distributed-executor-backend", default=None,
+                   help="mp (one node) or ray (several nodes)")
+    g.add_argument("--enforce-eager", action="store_true", default=None,
+                   help="no CUDA graphs / torch.compile: fast start, slower steps")
     g = p.add_argument_group("servers and APIs")
     g.add_argument("--server", default=None,
                    help="start a managed server: llama-cpp-python, vllm or command")
@@ -213,8 +232,9 @@ def run(args: argparse.Namespace) -> int:
     from workloads.spec import load_workload
 
     values = _merge_config(args)
-    backend_name = values.get("backend") or ("openai" if values.get("base_url") or
-                                             values.get("server") else "llamacpp")
+    backend_name = values.get("backend") or (
+        "vllm" if values.get("server") == "vllm" else
+        "openai" if values.get("base_url") or values.get("server") else "llamacpp")
     if backend_name not in BACKENDS:
         raise UserError(f"unknown backend '{backend_name}' (--backend); known: "
                         f"{', '.join(sorted(BACKENDS))}." + did_you_mean(backend_name,

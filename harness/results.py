@@ -114,6 +114,8 @@ class RunFiles:
         self.power_path = self.dir / f"{stem}.power.jsonl"
         self.machine_path = self.dir / "machine.json"
         self.server_log_path = self.dir / f"{stem}.server.log"
+        self.server_metrics_path = self.dir / f"{stem}.server_metrics.json"
+        self.server_metrics: list[dict[str, Any]] = []
         self.rows: list[dict[str, Any]] = []
         self.requests = JsonlWriter(self.requests_path)
         self._power: JsonlWriter | None = None
@@ -126,6 +128,13 @@ class RunFiles:
         if self._power is None:
             self._power = JsonlWriter(self.power_path)
         self._power.write(sample)
+
+    def add_server_metrics(self, entry: dict[str, Any]) -> None:
+        """Append one load level's engine-side metrics (vLLM /metrics) and rewrite the
+        JSON file atomically."""
+        self.server_metrics.append(entry)
+        atomic_write_text(self.server_metrics_path,
+                          json.dumps(self.server_metrics, indent=1, default=str) + "\n")
 
     def add_row(self, row: dict[str, Any]) -> None:
         """Append a scenario row and rewrite the CSV atomically."""
@@ -143,7 +152,8 @@ class RunFiles:
 
     def written(self) -> list[Path]:
         return [p for p in (self.csv_path, self.requests_path, self.power_path,
-                            self.machine_path, self.server_log_path) if p.exists()]
+                            self.machine_path, self.server_log_path,
+                            self.server_metrics_path) if p.exists()]
 
 
 def find_result_files(paths: list[str | Path]) -> list[Path]:

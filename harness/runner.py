@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from backends.base import Backend, BackendInfo, Request, RequestError, Usage
+from backends.base import Backend, BackendInfo, BatchResult, Request, RequestError, Usage
 from harness import __version__
 from harness.machine import harness_commit, load_avg_1m
 from harness.metrics import RequestRecord, scenario_summary
@@ -278,6 +278,9 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
                 done = f"{len(records)}/{total}" if total else f"{len(records)}"
                 progress.update(f"{label} {done} requests")
 
+            metrics_start = getattr(backend, "server_metrics_start", None)
+            if metrics_start is not None:
+                await metrics_start()
             power.start()
             interrupted = False
             try:
@@ -294,14 +297,25 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
             for sample in timeline:
                 files.add_power_sample({"run_id": run_id, "scenario": scenario.name,
                                         "load": point.label, **sample})
+            server = await backend.server_metrics_stop() if metrics_start is not None \
+                else None
+            if server:
+                files.add_server_metrics({"run_id": run_id, "scenario": scenario.name,
+                                          "load": point.label, **server})
             row = dict(base)
             row.update(power_cols)
+            row.update(server["columns"] if server else {})
             row.update(scenario_summary(records, scenario.slo_ttft_ms or options.slo_ttft_ms,
                                         scenario.slo_tpot_ms or options.slo_tpot_ms))
             row.update(per_token_columns(row.get("energy_j"), row.get("input_tokens"),
                                          row.get("output_tokens")))
+            if getattr(backend, "run_batch", None) is not None:
+                notes.append(f"offline batch: {scenario.requests} requests submitted at once "
+                             "per repetition; TTFT/TPOT from engine request metrics")
             _finish_row(row, workload, scenario, point, started, load_start, cores, notes,
                         interrupted)
+            if getattr(backend, "run_batch", None) is not None:
+                row.update(load_mode="batch", concurrency=scenario.requests)
             files.add_row(row)
             state.rows.append(row)
             progress.update(f"{label} done: {len(records)} requests", final=True)
@@ -316,6 +330,9 @@ async def run_scenario_repetition(backend: Backend, factory: PromptFactory,
                                   options: RunOptions,
                                   on_record: Callable[[RequestRecord], None]) -> None:
     """One measured repetition at one load level."""
+    if getattr(backend, "run_batch", None) is not None:
+        await run_batch_repetition(backend, factory, scenario, point, rep, options, on_record)
+        return
     if point.rate_rps:
         from harness.loadgen import run_open_loop  # open-loop arrivals
 
@@ -325,6 +342,49 @@ async def run_scenario_repetition(backend: Backend, factory: PromptFactory,
     await run_closed_loop(backend, lambda i: factory.make(rep, i, point), scenario, point,
                           rep, options.request_timeout_s, on_record, scenario.requests,
                           scenario.duration_s)
+
+
+async def run_batch_repetition(backend: Backend, factory: PromptFactory,
+                               scenario: Scenario, point: SweepPoint, rep: int,
+                               options: RunOptions,
+                               on_record: Callable[[RequestRecord], None]) -> None:
+    """Offline batch engines: the repetition's requests are handed over at once; each
+    result's events become a record exactly as streamed events would."""
+    from harness.errors import UserError
+
+    if point.rate_rps or not scenario.requests:
+        raise UserError(f"scenario '{scenario.name}': this backend runs each repetition as "
+                        "one offline batch, which needs `requests` per repetition and no "
+                        "arrival rate; serve the model (e.g. --server vllm) for rates or "
+                        "durations")
+    requests = [factory.make(rep, i, point) for i in range(scenario.requests)]
+    try:
+        results = await asyncio.wait_for(backend.run_batch(requests),
+                                         timeout=options.request_timeout_s)
+    except asyncio.TimeoutError:
+        now = time.perf_counter_ns()
+        results = [BatchResult(r, now, [], RequestError(
+            "timeout", f"the batch did not complete within {options.request_timeout_s:g} s"))
+            for r in requests]
+    for result in results:
+        request = result.request
+        record = RequestRecord(request_id=request.request_id, scenario=scenario.name,
+                               repetition=rep, send_ns=result.send_ns,
+                               input_tokens=request.input_tokens)
+        usage, texts = None, []
+        for event in result.events:
+            if event.n_tokens > 0 or event.text:
+                record.event_ns.append(event.t_ns)
+                record.event_tokens.append(max(event.n_tokens, 1))
+                texts.append(event.text)
+            if event.usage is not None:
+                usage = event.usage
+        if result.error is not None:
+            record.error, record.error_message = result.error.kind, str(result.error)
+        elif not record.event_ns:
+            record.error, record.error_message = "empty_response", "the batch held no tokens"
+        _apply_usage(record, usage, "".join(texts), backend)
+        on_record(record)
 
 
 def _finish_row(row: dict[str, Any], workload: Workload, scenario: Scenario,

@@ -47,7 +47,7 @@ FIELDS: list[tuple[str, str, str]] = [
     ("settings_json", "str", "every engine setting that affects speed, as JSON"),
     ("workload", "str", "workload name"),
     ("scenario", "str", "scenario name"),
-    ("load_mode", "str", "closed (concurrency) | open (arrival rate)"),
+    ("load_mode", "str", "closed (concurrency) | open (arrival rate) | batch (offline engine)"),
     ("concurrency", "int", "requests in flight (closed loop) or cap (open loop)"),
     ("request_rate_rps", "float", "open-loop arrival rate; empty for closed loop"),
     ("input_tokens_target", "int", "mean requested prompt length"),
@@ -103,6 +103,16 @@ FIELDS: list[tuple[str, str, str]] = [
     ("peak_rss_mb", "float", "peak resident memory of the engine process(es)"),
     ("gpu_mem_peak_mb", "float", "peak GPU memory used"),
     ("api_cost_usd", "float", "API price x usage of measured requests, where known"),
+    # engine-side figures over the measured window (vLLM Prometheus metrics)
+    ("server_prompt_tokens", "int", "prompt tokens the engine counted in the window"),
+    ("server_generation_tokens", "int", "output tokens the engine counted in the window"),
+    ("server_ttft_ms_mean", "float", "engine's mean time to first token"),
+    ("server_itl_ms_mean", "float", "engine's mean inter-token latency"),
+    ("server_e2e_ms_mean", "float", "engine's mean request latency"),
+    ("server_queue_ms_mean", "float", "engine's mean time requests waited in its queue"),
+    ("server_preemptions", "int", "requests the engine preempted in the window"),
+    ("server_kv_cache_usage_peak_pct", "float", "highest KV-cache usage sampled (serve)"),
+    ("server_requests_running_peak", "int", "most requests running at once, sampled"),
     ("notes", "str", "warnings raised during the scenario"),
 ]
 
