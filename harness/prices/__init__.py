@@ -10,6 +10,7 @@ with the same name or alias replaces the built-in one whole. Every entry needs `
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import os
@@ -108,10 +109,11 @@ class Catalog:
         return found
 
     def hardware_for(self, row: dict[str, Any]) -> list[HardwarePrice]:
-        """Hardware entries whose `match` patterns fit this result row's machine
-        (gpu_name, cpu_model, machine_id or hostname), in catalog order."""
-        fields = [str(row.get(k) or "") for k in ("gpu_name", "cpu_model", "machine_id",
-                                                  "hostname")]
+        """Hardware entries whose `match` patterns (regular expressions, any case) fit
+        this result row's machine, in catalog order: its GPU name where it has a GPU,
+        else its CPU model; or its machine_id or hostname."""
+        device = "gpu_name" if str(row.get("gpu_name") or "") else "cpu_model"
+        fields = [str(row.get(k) or "") for k in (device, "machine_id", "hostname")]
         found = []
         for hw in self.hardware.values():
             if any(re.search(pat, f, re.IGNORECASE) for pat in hw.match for f in fields if f):
@@ -262,11 +264,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _replace(entries: dict[str, Any], new: Any) -> None:
-    """Insert `new`, dropping any entry whose name or aliases it shares."""
+    """Insert `new`, replacing any entry whose name or aliases it shares; the replaced
+    entry's names stay aliases of the new one, so references to them still resolve."""
     keys = {new.name.lower(), *(a.lower() for a in new.aliases)}
+    inherited: list[str] = []
     for name, old in list(entries.items()):
         if keys & {old.name.lower(), *(a.lower() for a in old.aliases)}:
             del entries[name]
+            inherited += [n for n in (old.name, *old.aliases) if n.lower() not in keys]
+    if inherited:
+        new = dataclasses.replace(new, aliases=(*new.aliases, *inherited))
     entries[new.name] = new
 
 
