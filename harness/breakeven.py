@@ -660,8 +660,8 @@ def format_text(result: dict[str, Any], markdown: bool = False) -> str:
 
     a = result["assumptions"]
     head = [f"month: {a['month']}; volume: {a['volume']}",
-            f"utilization {a['utilization']:g}, electricity ${a['electricity_usd_per_kwh']:g}"
-            f"/kWh, PUE {a['pue']:g}, operations {usd(a['ops_usd_per_month'])}/month"]
+            (f"utilization {a['utilization']:g}, electricity ${a['electricity_usd_per_kwh']:g}"
+            f"/kWh, PUE {a['pue']:g}, operations {usd(a['ops_usd_per_month'])}/month")]
     selections = sorted({o["selection"] for o in result["options"] if o["selection"]})
     if selections:
         head.append("rows used: " + "; ".join(selections) + ", per scenario")
@@ -688,9 +688,9 @@ def format_text(result: dict[str, Any], markdown: bool = False) -> str:
         if not o["priced"]:
             for api, p in o["api_usd_per_mtok"].items():
                 be_rows.append([i + 1, api, usd(p), "-", "-",
-                                f"not priced; a full machine replaces "
+                                (f"not priced; a full machine replaces "
                                 f"{usd(o['api_value_of_full_machine_usd'][api])}/month of API "
-                                "spend"])
+                                "spend")])
             continue
         for v in o["versus"]:
             be_rows.append([i + 1, v["api"], usd(v["api_usd_per_mtok"]),
@@ -707,8 +707,8 @@ def format_text(result: dict[str, Any], markdown: bool = False) -> str:
         table(["volume/month", "machines", "local"] + apis + [f"hybrid (+{ref})"],
               [[mtok(r["volume_mtok"]), r["machines"], usd(r["local_usd"])]
                + [usd(r["api_usd"][k]) for k in apis]
-               + [f"{usd(r['hybrid'][ref]['usd'])} ({r['hybrid'][ref]['machines']} local, "
-                  f"{mtok(r['hybrid'][ref]['api_mtok'])} API)"]
+               + [(f"{usd(r['hybrid'][ref]['usd'])} ({r['hybrid'][ref]['machines']} local, "
+                  f"{mtok(r['hybrid'][ref]['api_mtok'])} API)")]
                for r in o["cost_table"]],
               f"#{i + 1} monthly cost, USD ({_machine_line(o)})")
         table(["parameter", "value", "$/M @util"] + [f"break-even vs {k}" for k in apis],
@@ -757,8 +757,8 @@ def _bench_summary(rows: list[dict[str, Any]], catalog: Catalog | None) -> str:
     a = Assumptions(electricity_usd_per_kwh=catalog.defaults.electricity_usd_per_kwh,
                     pue=catalog.defaults.pue)
     result = analyse(measurements, catalog, a)
-    lines = ["break-even (30-day month, 100% utilization; `harness breakeven RESULTS` for "
-             "tables, plot and sensitivity):"]
+    lines = [("break-even (30-day month, 100% utilization; `harness breakeven RESULTS` for "
+             "tables, plot and sensitivity):")]
     unpriced: set[str] = set()
     for o in result["options"]:
         synthetic = " [SYNTHETIC weights]" if o["synthetic_weights"] else ""

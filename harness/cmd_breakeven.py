@@ -117,8 +117,7 @@ def parse_volume_mtok(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.breakeven import Assumptions, Economics, analyse, format_text, \
-        select_measurements
+    from harness.breakeven import Assumptions, Economics, analyse, format_text, select_measurements
     from harness.prices import load_catalog
     from harness.results import load_frame
 
@@ -167,10 +166,10 @@ def run(args: argparse.Namespace) -> int:
         catalog.api_named(name)
     hardware = catalog.hardware_named(args.hardware) if args.hardware else None
     economics = None
-    common: dict[str, Any] = dict(
-        electricity_usd_per_kwh=assumptions.electricity_usd_per_kwh, pue=assumptions.pue,
-        ops_usd_per_month=assumptions.ops_usd_per_month, utilization=assumptions.utilization,
-        date="", source="command line")
+    common: dict[str, Any] = {
+        "electricity_usd_per_kwh": assumptions.electricity_usd_per_kwh, "pue": assumptions.pue,
+        "ops_usd_per_month": assumptions.ops_usd_per_month, "utilization": assumptions.utilization,
+        "date": "", "source": "command line"}
     if price is not None:
         economics = Economics(name="custom", kind="owned", purchase_usd=price,
                               amortize_months=months or d.amortize_months, **common)

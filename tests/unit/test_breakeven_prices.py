@@ -96,8 +96,8 @@ source = "test"
      "needs date"),
     ("[[api]]\nname='x'\ninput_usd_per_mtok=1\noutput_usd_per_mtok=1\ndate='2026'",
      "needs date"),
-    ("[[api]]\nname='x'\ninput_usd_per_mtok=1\noutput_usd_per_mtok=1\ndate='soon'\n"
-     "source='s'", "date must be"),
+    (("[[api]]\nname='x'\ninput_usd_per_mtok=1\noutput_usd_per_mtok=1\ndate='soon'\n"
+     "source='s'"), "date must be"),
     ("[[api]]\nname='x'\ninput_usd_per_mtok=1\noutput_price=1\ndate='2026'\nsource='s'",
      "unknown key 'output_price'"),
     ("[[hardware]]\nname='h'\nkind='leased'\ndate='2026'\nsource='s'", "kind must be"),
