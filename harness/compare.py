@@ -457,7 +457,12 @@ def compare(sides: list[Side], metrics: list[str], threshold_pct: float = DEFAUL
             "other results (" + _summarize_keys({k: 1 for s in sides[1:] for k in s.rows})
             + ") share no workload/scenario/model/load; compare runs of the same workload "
             "and model")
+    lonely = [s for s in sides[1:] if not any(k in s.rows for k in common)]
+    sides = [s for s in sides if s not in lonely]
     result = Comparison(sides=sides, metrics=list(metrics), threshold_pct=threshold_pct)
+    for side in lonely:
+        result.notes.append(f"{side.label} shares no scenario with the baseline "
+                            f"{base.label}; left out ({side.describe()})")
     for metric in metrics:
         if skip_empty and not any(_sample(s.rows[k], metric)[0] is not None
                                   for s in sides for k in common if k in s.rows):
@@ -486,7 +491,8 @@ def compare(sides: list[Side], metrics: list[str], threshold_pct: float = DEFAUL
                 cells.append(cell)
             synthetic = any(is_synthetic(s.rows[key]) for s in sides if key in s.rows)
             result.lines.append(Line(key, metric, hib, synthetic, cells))
-    unmatched = [k for k in keys if k not in common]
+    unmatched = [k for k in keys if k not in common
+                 and not any(k in s.rows for s in lonely if k not in base.rows)]
     if unmatched:
         result.notes.append(f"{len(unmatched)} scenario row(s) have no counterpart in the "
                             "baseline or the other runs: " + "; ".join(
