@@ -59,7 +59,8 @@ def fetch_hf(spec: str) -> Path:
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename))
     except Exception as exc:  # noqa: BLE001 - offline, 404, auth: one clear line
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = text.split(". ")[0][:200]
         raise UserError(f"--model {spec}: could not fetch {filename} from {repo_id} "
                         f"({reason}); if this machine is offline, download the file "
                         "elsewhere and pass its local path") from None
