@@ -109,7 +109,10 @@ def config_from_values(values: dict[str, Any], engine: dict[str, Any]) -> dict[s
                         f"{', '.join(FORCE_LENGTH_FIELDS)}")
     if cfg["endpoint"] not in (None, "completions", "chat"):
         raise UserError(f"--endpoint {cfg['endpoint']!r}: must be completions or chat")
-    cfg["extra_body"] = engine  # the rest: extra request fields, sent as is
+    from harness.servers import SERVER_ENGINE_KEYS  # they configure the server process
+
+    cfg["extra_body"] = {k: v for k, v in engine.items()  # the rest: extra request fields
+                         if k not in SERVER_ENGINE_KEYS}
     return cfg
 
 

@@ -34,7 +34,7 @@ CONFIG_KEYS = {"backend", "model", "workload", "concurrency", "rate", "requests"
                "repetitions", "warmup", "server", "server_command", "base_url",
                "api_key_env", "power", "output", "n_ctx", "n_threads", "n_gpu_layers",
                "flash_attn", "timeout", "slo_ttft_ms", "slo_tpot_ms", "idle_power_s", "tdp_w",
-               "api", "endpoint", "engine",
+               "api", "endpoint", "engine", "server_timeout", "tokenizer",
                # vLLM engine settings (EngineArgs names)
                "dtype", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
                "quantization", "tensor_parallel_size", "pipeline_parallel_size",
@@ -119,6 +119,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="environment variable holding the API key (default OPENAI_API_KEY)")
     g.add_argument("--endpoint", choices=["completions", "chat"], default=None,
                    help="openai backend: /v1/completions or /v1/chat/completions")
+    g.add_argument("--server-timeout", type=float, default=None,
+                   help="seconds a managed server may take to become healthy (default 120 "
+                        "for llama-cpp-python, 900 for vllm, 300 for a command)")
+    g.add_argument("--tokenizer", default=None,
+                   help="openai backend: count tokens with this GGUF or Hugging Face "
+                        "tokenizer when the server sends no usage")
     g = p.add_argument_group("measurement and output")
     g.add_argument("--power", default=None,
                    choices=["auto", "none", "nvml", "rapl", "apple", "estimate"],
@@ -284,6 +290,8 @@ def run(args: argparse.Namespace) -> int:
                 server = await server_cm.__aenter__()
                 values["base_url"] = server.base_url
                 values.setdefault("model", server.model)
+                for key, value in server.backend_values().items():
+                    values.setdefault(key, value)  # tokenizer, server_info
             backend = create_backend(backend_name, **backend_config(backend_name, values,
                                                                    workload))
             info = await backend.open()

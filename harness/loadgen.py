@@ -64,7 +64,7 @@ def arrival_offsets_s(kind: str, rate_rps: float, burstiness: float = 1.0, seed:
     while True:
         if count is not None and len(offsets) >= count:
             break
-        if duration_s is not None and t >= duration_s:
+        if duration_s is not None and t >= duration_s - 1e-9:
             break
         offsets.append(t)
         t += next(gaps)
@@ -131,7 +131,7 @@ async def run_open_loop(backend: Any, make_request: Callable[[int], Request], sc
         while True:
             if count is not None and index >= count:
                 break
-            if duration_s is not None and offset_s >= duration_s:
+            if duration_s is not None and offset_s >= duration_s - 1e-9:
                 break
             request = make_request(index)  # built before its time: synthesis is not lag
             if start_ns is None:

@@ -305,8 +305,16 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
             row = dict(base)
             row.update(power_cols)
             row.update(server["columns"] if server else {})
-            row.update(scenario_summary(records, scenario.slo_ttft_ms or options.slo_ttft_ms,
-                                        scenario.slo_tpot_ms or options.slo_tpot_ms))
+            # SLOs: the command line wins over the workload file.
+            row.update(scenario_summary(records, options.slo_ttft_ms or scenario.slo_ttft_ms,
+                                        options.slo_tpot_ms or scenario.slo_tpot_ms))
+            if point.rate_rps:
+                from harness.loadgen import lag_note
+
+                lag = lag_note(records, point.rate_rps, point.concurrency)
+                if lag:
+                    notes.append(lag)
+                    progress.update(f"{label} warning: {lag}", final=True)
             row.update(per_token_columns(row.get("energy_j"), row.get("input_tokens"),
                                          row.get("output_tokens")))
             if getattr(backend, "run_batch", None) is not None:

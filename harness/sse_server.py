@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class FakeTiming:
     send_usage: bool = True  # honour stream_options.include_usage
     model: str = "fake-model"
     api_key: str | None = None  # when set, other keys get HTTP 401
+    exit_after: int | None = None  # the process exits after answering this many streams
 
 
 @dataclass
@@ -49,6 +51,7 @@ class FakeServerState:
     timing: FakeTiming
     stamps: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: int = 0
+    done: int = 0
 
 
 def _sse(obj: Any) -> bytes:
@@ -131,8 +134,8 @@ class FakeOpenAIServer:
                                          recv_ns)
                 if not keep:
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return  # the client went away, or the server is shutting down
         finally:
             try:
                 writer.close()
@@ -202,7 +205,6 @@ class FakeOpenAIServer:
         writer.write(_response_head(200, "text/event-stream"))
         gap_ns = int(timing.itl_ms * 1e6 * k)
         first_ns = recv_ns + int(timing.ttft_ms * 1e6)
-        loop = asyncio.get_running_loop()
         sent = 0
         for i in range(n_chunks):
             target_ns = first_ns + i * gap_ns
@@ -249,7 +251,9 @@ class FakeOpenAIServer:
                                          "total_tokens": n_in + sent}}))
         writer.write(_raw_sse(b"[DONE]") + b"0\r\n\r\n")
         await writer.drain()
-        del loop
+        self.state.done += 1
+        if timing.exit_after is not None and self.state.done >= timing.exit_after:
+            os._exit(0)  # a server that dies: later requests find the port closed
         return True
 
 
@@ -261,10 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens-per-chunk", type=int, default=1)
     p.add_argument("--model", default="fake-model")
     p.add_argument("--no-usage", action="store_true", help="ignore include_usage")
+    p.add_argument("--exit-after", type=int, default=None,
+                   help="exit after answering this many streams (to test a dying server)")
     args = p.parse_args(argv)
     timing = FakeTiming(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
                         tokens_per_chunk=args.tokens_per_chunk, model=args.model,
-                        send_usage=not args.no_usage)
+                        send_usage=not args.no_usage, exit_after=args.exit_after)
 
     async def serve() -> None:
         server = await FakeOpenAIServer(timing, port=args.port).start()
