@@ -15,6 +15,7 @@ from types import ModuleType
 
 from harness import __version__
 from harness.errors import CheckFailed, UserError
+from harness.secrets import install_output_redaction, redact
 
 # Order is the order in --help.
 COMMANDS: dict[str, str] = {
@@ -66,6 +67,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    install_output_redaction()
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -75,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(modules[args.command].run(args) or 0)
     except UserError as exc:
-        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
+        print(f"harness {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except CheckFailed as exc:
-        print(f"harness {args.command}: {exc}", file=sys.stderr)
+        print(f"harness {args.command}: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except Terminated:
         print(f"harness {args.command}: terminated; results so far are kept", file=sys.stderr)

@@ -10,7 +10,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from harness.config_check import check_value, credential_key_error
 from harness.errors import UserError, did_you_mean
+from harness.secrets import is_secret_name, register_env
 from harness.table import fmt, render
 
 HELP = "measure a model on a backend with a workload; write CSV/JSONL results"
@@ -34,7 +36,7 @@ CONFIG_KEYS = {"backend", "model", "workload", "concurrency", "rate", "requests"
                "repetitions", "warmup", "server", "server_command", "base_url",
                "api_key_env", "power", "output", "n_ctx", "n_threads", "n_gpu_layers",
                "flash_attn", "timeout", "slo_ttft_ms", "slo_tpot_ms", "idle_power_s", "tdp_w",
-               "api", "endpoint", "engine", "server_timeout", "tokenizer",
+               "api", "endpoint", "engine", "server_timeout", "tokenizer", "stall_timeout",
                # vLLM engine settings (EngineArgs names)
                "dtype", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
                "quantization", "tensor_parallel_size", "pipeline_parallel_size",
@@ -87,6 +89,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--slo-tpot-ms", type=float, default=None, help="TPOT SLO for goodput")
     g.add_argument("--timeout", type=float, default=None,
                    help="per-request timeout in seconds (default 600)")
+    g.add_argument("--stall-timeout", type=float, default=None,
+                   help="end a request as 'stall' when no token arrives for this many "
+                        "seconds after its first one (default: only --timeout applies)")
     g = p.add_argument_group("llama.cpp engine")
     g.add_argument("--n-ctx", type=int, default=None,
                    help="context size (default: fits the workload's longest request)")
@@ -154,29 +159,15 @@ def _merge_config(args: argparse.Namespace) -> dict[str, Any]:
         for key, value in data.items():
             norm = key.replace("-", "_")
             if norm not in CONFIG_KEYS:
+                if is_secret_name(norm):
+                    raise credential_key_error(args.config, key)
                 raise UserError(f"{args.config}: unknown key '{key}'."
                                 + did_you_mean(norm, sorted(CONFIG_KEYS))
                                 + f" Known: {', '.join(sorted(CONFIG_KEYS))}")
-            if norm == "engine" and not isinstance(value, dict):
-                raise UserError(f"{args.config}: 'engine' must be a table of engine settings")
-            values[norm] = value
+            values[norm] = check_value(norm, value, f"{args.config}: '{key}'")
     for key, value in vars(args).items():
         if value is not None and key != "config":
-            values[key] = value
-    for key in ("concurrency",):
-        if isinstance(values.get(key), int):
-            values[key] = (values[key],)
-        if isinstance(values.get(key), list):
-            values[key] = tuple(values[key])
-    if isinstance(values.get("rate"), (int, float)):
-        values["rate"] = (float(values["rate"]),)
-    if isinstance(values.get("rate"), list):
-        values["rate"] = tuple(float(v) for v in values["rate"])
-    for key in ("requests", "repetitions"):
-        if key in values and (not isinstance(values[key], int) or values[key] < 1):
-            raise UserError(f"--{key} must be an integer >= 1, got {values[key]!r}")
-    if "warmup" in values and (not isinstance(values["warmup"], int) or values["warmup"] < 0):
-        raise UserError(f"--warmup must be an integer >= 0, got {values['warmup']!r}")
+            values[key] = check_value(key, value, "--" + key.replace("_", "-"))
     return values
 
 
@@ -238,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
     from workloads.spec import load_workload
 
     values = _merge_config(args)
+    register_env(str(values.get("api_key_env") or "OPENAI_API_KEY"))  # masked in all output
     backend_name = values.get("backend") or (
         "vllm" if values.get("server") == "vllm" else
         "openai" if values.get("base_url") or values.get("server") else "llamacpp")
@@ -257,7 +249,8 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(request_timeout_s=float(values.get("timeout") or 600.0),
                          idle_power_s=float(idle_s),
                          slo_ttft_ms=values.get("slo_ttft_ms"),
-                         slo_tpot_ms=values.get("slo_tpot_ms"), quiet=bool(values.get("quiet")))
+                         slo_tpot_ms=values.get("slo_tpot_ms"), quiet=bool(values.get("quiet")),
+                         stall_timeout_s=values.get("stall_timeout"))
     machine = fingerprint()
     run_id = new_run_id()
     output = Path(values.get("output") or "results")

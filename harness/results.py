@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.schema import COLUMNS, TYPES, migrate
+from harness.secrets import redact, redact_obj
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename."""
+    """Write `text` (secrets masked) to `path` through a temporary file and a rename."""
+    text = redact(text)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -84,7 +86,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 class JsonlWriter:
-    """Append-only JSON lines, each flushed and fsynced as it is written."""
+    """Append-only JSON lines (secrets masked), each flushed and fsynced as written."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,7 @@ class JsonlWriter:
         self._f = open(path, "a", encoding="utf-8")
 
     def write(self, obj: dict[str, Any]) -> None:
-        self._f.write(json.dumps(obj, default=str, allow_nan=False) + "\n")
+        self._f.write(json.dumps(redact_obj(obj), default=str, allow_nan=False) + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
 

@@ -6,6 +6,7 @@ scenario's row to the CSV as it ends, so an interrupted run keeps what it measur
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import random
@@ -39,6 +40,11 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
+# The stall timeout of the requests of this run (set by run_workload; tasks inherit it).
+STALL_TIMEOUT_S: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "stall_timeout_s", default=None)
+
+
 @dataclass
 class RunOptions:
     """Settings of one `bench` invocation that are not part of the workload."""
@@ -48,6 +54,7 @@ class RunOptions:
     slo_ttft_ms: float | None = None
     slo_tpot_ms: float | None = None
     quiet: bool = False
+    stall_timeout_s: float | None = None  # longest gap between tokens after the first
 
 
 @dataclass
@@ -126,23 +133,39 @@ class PromptFactory:
 
 async def measure_request(backend: Backend, request: Request, scenario: str,
                           repetition: int, timeout_s: float,
-                          scheduled_ns: int | None = None) -> RequestRecord:
-    """Send one request, record the arrival of every event; errors become records."""
+                          scheduled_ns: int | None = None,
+                          stall_timeout_s: float | None = None) -> RequestRecord:
+    """Send one request, record the arrival of every event; errors become records
+    (`timeout` past `timeout_s` in all, `stall` when no token came for `stall_timeout_s`
+    after the first)."""
     record = RequestRecord(request_id=request.request_id, scenario=scenario,
                            repetition=repetition, send_ns=time.perf_counter_ns(),
                            input_tokens=request.input_tokens, scheduled_ns=scheduled_ns)
     usage: Usage | None = None
     texts: list[str] = []
 
+    if stall_timeout_s is None:
+        stall_timeout_s = STALL_TIMEOUT_S.get()
+
     async def consume() -> None:
         nonlocal usage
-        async for event in backend.stream(request):
-            if event.n_tokens > 0 or event.text:
-                record.event_ns.append(event.t_ns)
-                record.event_tokens.append(max(event.n_tokens, 1))
-                texts.append(event.text)
-            if event.usage is not None:
-                usage = event.usage
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(None) as idle:
+                async for event in backend.stream(request):
+                    if event.n_tokens > 0 or event.text:
+                        record.event_ns.append(event.t_ns)
+                        record.event_tokens.append(max(event.n_tokens, 1))
+                        texts.append(event.text)
+                        if stall_timeout_s:
+                            idle.reschedule(loop.time() + stall_timeout_s)
+                    if event.usage is not None:
+                        usage = event.usage
+        except TimeoutError:
+            if idle.expired():
+                raise RequestError("stall", f"no token for {stall_timeout_s:g} s after "
+                                   f"{len(record.event_ns)} chunk(s)") from None
+            raise
 
     record.send_ns = time.perf_counter_ns()
     try:
@@ -244,6 +267,7 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
                        state: RunState) -> list[dict[str, Any]]:
     """Run every scenario and sweep point of `workload`; return the rows written."""
     progress = Progress(options.quiet)
+    STALL_TIMEOUT_S.set(options.stall_timeout_s)
     base = context_row(machine, info, run_id)
     cores = machine.get("cpu_threads") or 1
     limit = getattr(backend, "max_concurrency", None)
