@@ -204,18 +204,17 @@ def break_even(model: CostModel, api_usd_per_mtok: float) -> BreakEven:
     cap_mtok = model.capacity_tok / MTOK
     if p <= b:
         return BreakEven(None, None,
-                         f"energy alone costs ${b:.3g}/M tokens at this throughput, at least "
-                         f"the API's ${p:.3g}/M", None)
+                         f"energy alone costs ${b:.3g}/M tokens at this throughput, the "
+                         f"API ${p:.3g}/M", None)
     one_machine_mtok = fixed_one / (p - b)
     margin = cap_mtok * (p - b) - model.machine_fixed_usd  # what a full machine saves
     if margin < 0 or (margin == 0 and model.ops_usd > 0):
         return BreakEven(
             None, None,
-            f"capacity below break-even: one machine makes at most {cap_mtok:,.3g} M "
-            f"tokens/month (${cap_mtok * p:,.0f} at the API's ${p:.3g}/M) but costs "
-            f"${model.machine_fixed_usd + b * cap_mtok:,.0f}/month; one machine would need "
-            f"{one_machine_mtok:,.3g} M tokens/month, and more machines cost more than they "
-            f"save", one_machine_mtok * MTOK)
+            f"capacity below break-even: a machine makes at most {cap_mtok:,.3g} M "
+            f"tokens/month (${cap_mtok * p:,.0f} at ${p:.3g}/M) and costs "
+            f"${model.machine_fixed_usd + b * cap_mtok:,.0f}/month; break-even needs "
+            f"{one_machine_mtok:,.3g} M", one_machine_mtok * MTOK)
     n = 1 if model.ops_usd == 0 else max(1, math.ceil(model.ops_usd / margin - 1e-12))
     volume_mtok = (model.ops_usd + n * model.machine_fixed_usd) / (p - b)
     reason = "" if n == 1 else f"needs {n} machines to spread the operations cost"
@@ -759,7 +758,7 @@ def _bench_summary(rows: list[dict[str, Any]], catalog: Catalog | None) -> str:
     result = analyse(measurements, catalog, a)
     lines = [("break-even (30-day month, 100% utilization; `harness breakeven RESULTS` for "
              "tables, plot and sensitivity):")]
-    unpriced: set[str] = set()
+    unpriced: dict[str, str] = {}
     for o in result["options"]:
         synthetic = " [SYNTHETIC weights]" if o["synthetic_weights"] else ""
         head = (f"  {o['scenario']} c={o['concurrency']}{synthetic}: {o['total_tok_s']:,.4g} "
@@ -768,7 +767,7 @@ def _bench_summary(rows: list[dict[str, Any]], catalog: Catalog | None) -> str:
             worth = ", ".join(f"{usd(o['api_value_of_full_machine_usd'][k])} at {k} "
                               f"({usd(p)}/M)" for k, p in o["api_usd_per_mtok"].items())
             lines.append(f"{head}; worth at most {worth} per month")
-            unpriced.add(o["machine"])
+            unpriced[o["machine"]] = o["machine_id"]
             continue
         bits = []
         for v in o["versus"]:
@@ -779,12 +778,13 @@ def _bench_summary(rows: list[dict[str, Any]], catalog: Catalog | None) -> str:
                 bits.append(f"vs {v['api']}: none ({v['reason'].split(':')[0]})")
         lines.append(f"{head}; {_machine_line(o)} -> {usd(o['cost_per_mtok_full'])}/M tokens; "
                      + "; ".join(bits))
-    for name in sorted(unpriced):
+    for name, machine_id in sorted(unpriced.items()):
         lines.append(f"  no price known for this machine ({name}). Give one with:")
         lines.append("    harness breakeven <this run's CSV> --hardware-price USD "
                      "[--amortize-months 36]   (or --rent-usd-per-hour X, or --hardware NAME)")
-        lines.append(f"    or a [[hardware]] entry with match = [\"{name}\"] in a TOML file "
-                     "passed as --prices FILE or HARNESS_PRICES=FILE (README: Break-even)")
+        lines.append(f"    or a [[hardware]] entry with match = [\"{machine_id or name}\"] in a "
+                     "TOML file passed as --prices FILE or HARNESS_PRICES=FILE "
+                     "(README: Break-even)")
     if any(o["synthetic_weights"] for o in result["options"]):
         lines.append("  SYNTHETIC weights: the speed is real, the answers are not")
     return "\n".join(lines)

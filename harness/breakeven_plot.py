@@ -53,16 +53,22 @@ def cost_figure(result: dict[str, Any]) -> Any:
     ax.set_yscale("log")
     colors = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
     api_colors = ["#d62728", "#ff7f0e", "#7f7f7f", "#000000"]
-    api_prices: dict[str, float] = {}
-    for o in result["options"]:
+    # One line per API and price: rows with different input:output mixes blend an API's
+    # input and output prices differently.
+    api_lines: dict[tuple[str, float], list[int]] = {}
+    for i, o in enumerate(options or result["options"]):
         for k, p in o["api_usd_per_mtok"].items():
-            api_prices.setdefault(k, p)
-    for j, (name, p) in enumerate(api_prices.items()):
-        mixed = len({o["api_usd_per_mtok"][name] for o in result["options"]}) > 1
-        label = f"API {name} (${p:.3g}/M at the mix of #1)" if mixed else \
-            f"API {name} (${p:.3g}/M)"
-        ax.plot(grid, [p * v for v in grid], color=api_colors[j % len(api_colors)],
-                linewidth=1.8, label=label)
+            api_lines.setdefault((k, round(p, 6)), []).append(i + 1)
+    names = list(dict.fromkeys(k for k, _ in api_lines))
+    mixes = len({tuple(o["api_usd_per_mtok"].values()) for o in options}) > 1
+    styles = ["-", "-.", ":", (0, (5, 1))]
+    seen: dict[str, int] = {}
+    for (name, p), which in api_lines.items():
+        j = seen[name] = seen.get(name, -1) + 1
+        label = f"API {name} (${p:.3g}/M"
+        label += f" at the mix of #{', #'.join(map(str, which))})" if mixes else ")"
+        ax.plot(grid, [p * v for v in grid], color=api_colors[names.index(name) % 4],
+                linewidth=1.8, linestyle=styles[j % len(styles)], label=label)
     for i, o in enumerate(options):
         model = _model(o)
         color = colors[i % len(colors)]
@@ -71,7 +77,8 @@ def cost_figure(result: dict[str, Any]) -> Any:
                 label=_short(i, o))
         ref = next(iter(o["api_usd_per_mtok"]))
         hyb = [hybrid_plan(model, o["api_usd_per_mtok"][ref], v * MTOK).usd for v in grid]
-        if any(abs(h - c) > 1e-6 * max(c, 1) for h, c in zip(hyb, cost)):
+        api_cost = [o["api_usd_per_mtok"][ref] * v for v in grid]
+        if any(h < min(c, a) * (1 - 1e-6) for h, c, a in zip(hyb, cost, api_cost)):
             ax.plot(grid, hyb, color=color, linewidth=1, linestyle="--",
                     label=f"#{i + 1} hybrid with {ref}")
         cap = model.capacity_tok / MTOK
