@@ -599,6 +599,21 @@ def analyse(measurements: list[Measured], catalog: Catalog, assumptions: Assumpt
     }
 
 
+def analyse_frame(frame: Any, catalog: Catalog | None = None,
+                  assumptions: Assumptions | None = None, **kwargs: Any) -> dict[str, Any]:
+    """`analyse` over a result DataFrame with the catalog's defaults: each scenario's
+    fastest row, priced by the catalog entries matching its machine (unpriced if none).
+    Keyword arguments go to `analyse` (api_names, economics, hardware, volumes_mtok)."""
+    from harness.prices import load_catalog
+
+    catalog = catalog or load_catalog()
+    measurements, notes = select_measurements(frame)
+    a = assumptions or Assumptions(
+        electricity_usd_per_kwh=catalog.defaults.electricity_usd_per_kwh,
+        pue=catalog.defaults.pue)
+    return analyse(measurements, catalog, a, notes=notes, **kwargs)
+
+
 PRICE_HINT = ("to price a machine: --hardware NAME (see the catalog), --hardware-price USD "
               "[--amortize-months N], or --rent-usd-per-hour X; or add a [[hardware]] entry "
               "with match = [\"<your GPU or CPU model>\"] to a TOML file given with --prices "
@@ -750,12 +765,7 @@ def _bench_summary(rows: list[dict[str, Any]], catalog: Catalog | None) -> str:
               and r.get("status") != "partial"]
     if not usable:
         return ""
-    catalog = catalog or load_catalog()
-    frame = pd.DataFrame(usable)
-    measurements, _ = select_measurements(frame)
-    a = Assumptions(electricity_usd_per_kwh=catalog.defaults.electricity_usd_per_kwh,
-                    pue=catalog.defaults.pue)
-    result = analyse(measurements, catalog, a)
+    result = analyse_frame(pd.DataFrame(usable), catalog or load_catalog())
     lines = [("break-even (30-day month, 100% utilization; `harness breakeven RESULTS` for "
              "tables, plot and sensitivity):")]
     unpriced: dict[str, str] = {}
@@ -792,7 +802,7 @@ def _bench_summary(rows: list[dict[str, Any]], catalog: Catalog | None) -> str:
 
 __all__ = [
     "Assumptions", "BreakEven", "CostModel", "Economics", "HybridPlan", "Measured",
-    "analyse", "analyse_option", "bench_summary", "blended_usd_per_mtok", "break_even",
+    "analyse", "analyse_frame", "analyse_option", "bench_summary", "blended_usd_per_mtok", "break_even",
     "capacity_tok_per_month", "cost_model", "cost_per_mtok", "cost_plot_svg",
     "economics_from_hardware", "energy_usd_per_month", "format_text",
     "hardware_usd_per_month", "hybrid_plan", "local_monthly_usd", "machines_needed",

@@ -113,9 +113,13 @@ def cost_figure(result: dict[str, Any]) -> Any:
 
 
 def cost_plot_svg(result: dict[str, Any]) -> str:
-    """The plot as an SVG document (text), for embedding in an offline HTML report."""
+    """The plot as an SVG document (text), for embedding in an offline HTML report;
+    text stays text (no embedded glyphs), drawn in the page's sans-serif font."""
+    import matplotlib
+
     buf = io.BytesIO()
-    cost_figure(result).savefig(buf, format="svg")
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        cost_figure(result).savefig(buf, format="svg")
     return buf.getvalue().decode("utf-8")
 
 

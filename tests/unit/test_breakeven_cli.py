@@ -236,3 +236,17 @@ def test_bench_summary_of_nothing_usable_is_empty():
     assert bench_summary([]) == ""
     assert bench_summary([result_row(total_throughput_tok_s=None,
                                      output_throughput_tok_s=None)]) == ""
+
+
+def test_report_entry_points_give_an_svg(tmp_path):
+    # What the HTML report calls: a frame in, a result and an inline SVG out.
+    from harness.breakeven import analyse_frame, cost_plot_svg
+    from harness.results import load_frame
+
+    path = write_csv(tmp_path / "g.csv", [result_row(gpu_name="NVIDIA H100 80GB HBM3",
+                                                     gpu_count=1, total_throughput_tok_s=4000.0)])
+    result = analyse_frame(load_frame([path]))
+    assert [o["hardware"]["name"] for o in result["options"]] == ["h100-sxm", "runpod-h100-sxm"]
+    svg = cost_plot_svg(result)
+    assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
+    assert "h100-sxm" in svg
