@@ -50,6 +50,7 @@ class Zone:
     max_range_uj: int | None
     last_uj: int = 0
     total_uj: int = 0
+    error: str = ""
     timeline: list[tuple[float, float]] = field(default_factory=list)
 
 
@@ -155,8 +156,14 @@ class RaplMeter(Meter):
             now = time.perf_counter()
             dt = now - self._t_last
             for z in self.zones:
-                current = self._read(z)
-                delta = counter_delta_uj(z.last_uj, current, z.max_range_uj, z.domain)
+                if z.error:
+                    continue
+                try:
+                    current = self._read(z)
+                    delta = counter_delta_uj(z.last_uj, current, z.max_range_uj, z.domain)
+                except PowerError as exc:  # this zone only; the others go on
+                    z.error = str(exc)
+                    continue
                 z.last_uj = current
                 z.total_uj += delta
                 if dt > 0:
@@ -168,16 +175,17 @@ class RaplMeter(Meter):
             self._poller.stop()
         error = self._poller.error if self._poller is not None else None
         if error is None:
-            try:
-                self.sample()
-            except PowerError as exc:
-                error = exc
+            self.sample()
         duration = time.perf_counter() - self._t0
         if error is not None:
             return [unavailable(z.domain, self.name, f"RAPL failed: {error}", duration)
                     for z in self.zones]
         readings = []
         for z in self.zones:
+            if z.error:
+                readings.append(unavailable(z.domain, self.name, f"RAPL failed: {z.error}",
+                                            duration))
+                continue
             energy_j = z.total_uj / 1e6
             readings.append(Reading(
                 domain=z.domain, source=self.name, method=MEASURED, energy_j=energy_j,
