@@ -580,6 +580,9 @@ def analyse(measurements: list[Measured], catalog: Catalog, assumptions: Assumpt
         notes.append("power estimated, not measured, for some rows (power_method=estimated)")
     if any(o["power_origin"] == "catalog" for o in options):
         notes.append("power from the catalog, not measured, for some rows")
+    if any(m.row.get("load_mode") == "open" for m in measurements):
+        notes.append("open-loop rows: their throughput is the offered arrival rate, a lower "
+                     "bound on capacity; closed-loop sweeps measure capacity")
     if any(not o["priced"] for o in options):
         notes.append(PRICE_HINT)
     return {
