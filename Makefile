@@ -26,7 +26,8 @@ BENCH_FLAGS := --workload $(WORKLOAD) --output $(OUTPUT) \
   $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(RATE),--rate $(RATE)) \
   $(if $(POWER),--power $(POWER)) $(ARGS)
 
-.PHONY: all bench env test test-unit test-gpu install install-vllm model clean-venv help
+.PHONY: all bench env test test-unit test-gpu install install-vllm model clean-venv help \
+  browser nightly
 
 all: help
 
@@ -34,6 +35,7 @@ help:
 	@echo "make bench   measure (MODEL= WORKLOAD= BACKEND= CONCURRENCY= RATE= POWER= ARGS=)"
 	@echo "make env     show what this machine has"
 	@echo "make test    install test dependencies and run all tests"
+	@echo "make nightly smoke suite, compare with BASELINE= (default results/reference), report"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,7 +74,7 @@ env: install
 
 # Two pytest runs: everything in .venv, then the vLLM tests in .venv-vllm (rc 5 = none
 # collected counts as a pass); the target fails if either run fails.
-test: install install-vllm
+test: install install-vllm browser
 	$(PY) -m pytest tests -q --ignore-glob='tests/integration/test_vllm*'; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; \
 	  $(VLLM_ENV) HF_HUB_OFFLINE=1 $(PY_VLLM) -m pytest -q tests/integration/test_vllm*.py; \
@@ -87,3 +89,36 @@ test-gpu: install
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Headless Chromium for the report's browser test: Debian's packages, never a downloaded
+# browser. Skipped where chromium and chromedriver exist or apt-get is absent.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  s=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  { $$s apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null; } || echo "browser: could not install chromium;" \
+	    "the report browser test will be skipped"; \
+	else echo "browser: no apt-get; install Chromium and chromedriver to run the report" \
+	  "browser test (it is skipped without them)"; fi
+
+# Nightly regression check: a fixed suite (smoke workload, default model), compared with a
+# baseline from the same kind of machine; writes the results, report.html and compare.md
+# under NIGHTLY_OUT and fails on a significant regression beyond THRESHOLD percent.
+NIGHTLY_WORKLOAD ?= smoke
+NIGHTLY_STAMP := $(shell date -u +%Y%m%dT%H%M%SZ)
+NIGHTLY_OUT ?= results/nightly/$(NIGHTLY_STAMP)
+BASELINE ?= results/reference
+THRESHOLD ?= 10
+
+nightly: install
+	@test -e "$(BASELINE)" || { echo "nightly: no baseline at $(BASELINE); give" \
+	  "BASELINE=FILE_OR_FOLDER (results of the same suite on the same kind of machine)"; exit 2; }
+	$(HARNESS) bench --workload $(NIGHTLY_WORKLOAD) --output $(NIGHTLY_OUT) --quiet \
+	  $(if $(MODEL),--model $(MODEL)) $(if $(POWER),--power $(POWER)) $(ARGS)
+	$(HARNESS) report $(BASELINE) $(NIGHTLY_OUT) -o $(NIGHTLY_OUT)/report.html \
+	  --title "Nightly $(NIGHTLY_WORKLOAD) $(NIGHTLY_STAMP)"
+	$(HARNESS) compare $(NIGHTLY_OUT) --baseline $(BASELINE) --same-hardware \
+	  --fail-on-regression $(THRESHOLD) --format md > $(NIGHTLY_OUT)/compare.md; rc=$$?; \
+	  cat $(NIGHTLY_OUT)/compare.md; echo "nightly: results, report.html and compare.md in" \
+	  "$(NIGHTLY_OUT)"; exit $$rc

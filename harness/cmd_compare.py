@@ -44,6 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fail-on-regression", type=float, default=None, metavar="PCT",
                    help="exit 1 when a metric is worse by more than PCT percent and the "
                         "change is significant (default: only report, threshold 5%%)")
+    p.add_argument("--same-hardware", action="store_true",
+                   help="use only baseline rows from the same kind of machine as the compared "
+                        "run (GPU name and count, else CPU model); error when there are none "
+                        "(for nightly jobs)")
     p.add_argument("--format", choices=["table", "md", "csv", "json"], default="table",
                    help="output format (default table)")
 
@@ -97,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
                  else cmp.DEFAULT_THRESHOLD_PCT)
     warnings: list[str] = []
     try:
-        sides = cmp.build_sides(rows, base_rows, warnings)
+        if args.same_hardware and base_rows is None:
+            raise UserError("--same-hardware needs --baseline RESULT")
+        sides = cmp.build_sides(rows, base_rows, warnings, args.same_hardware)
         comparison = cmp.compare(sides, metrics, threshold, skip_empty=args.metric is None)
     except ValueError as exc:
         raise UserError(str(exc)) from None

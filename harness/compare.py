@@ -142,8 +142,12 @@ class Side:
                 f"run {runs} · {cpu} · {gpu} · {engine or '?'} · {files}")
 
 
-def _hardware(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(clean(row.get(c)) for c in HARDWARE_COLUMNS)
+def hardware_of(row: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two machines the same kind: GPU name and count where there is a GPU
+    (host CPUs vary between rented instances of one GPU type), else the CPU model."""
+    if clean(row.get("gpu_name")):
+        return (clean(row.get("gpu_name")), clean(row.get("gpu_count")) or 1)
+    return (clean(row.get("cpu_model")),)
 
 
 def _index(rows: list[dict[str, Any]], what: str, warnings: list[str]
@@ -187,13 +191,18 @@ def _letters() -> Iterable[str]:
             yield "".join(combo)
 
 
+def _hw_text(hw: tuple[Any, ...]) -> str:
+    return " x".join(str(v) for v in hw if v not in (None, ""))
+
+
 def build_sides(rows: list[dict[str, Any]], baseline_rows: list[dict[str, Any]] | None,
-                warnings: list[str]) -> list[Side]:
+                warnings: list[str], same_hardware: bool = False) -> list[Side]:
     """Sides to compare: the baseline first (given, or else the first run), then each run.
 
-    When the given baseline holds rows of several machines, the rows of the machine whose
-    hardware (CPU model, GPU name and count) matches the first compared run are used.
-    Raises ValueError with a user-facing message when there is nothing to compare."""
+    When the given baseline holds rows of several machines, or `same_hardware` is set,
+    only the baseline rows whose hardware (`hardware_of`) matches the first compared run
+    are used; none matching is an error. Raises ValueError with a user-facing message
+    when there is nothing to compare."""
     runs = split_runs(rows)
     labels = _letters()
     sides: list[Side] = []
@@ -201,16 +210,15 @@ def build_sides(rows: list[dict[str, Any]], baseline_rows: list[dict[str, Any]] 
         if not baseline_rows:
             raise ValueError("the --baseline results hold no rows")
         machines = {r.get("machine_id") for r in baseline_rows}
-        if len(machines) > 1 and runs:
-            want = _hardware(runs[0][0])
-            match = [r for r in baseline_rows if _hardware(r) == want]
+        if (len(machines) > 1 or same_hardware) and runs:
+            want = hardware_of(runs[0][0])
+            match = [r for r in baseline_rows if hardware_of(r) == want]
             if not match:
-                have = sorted({" / ".join(str(v) for v in _hardware(r) if v)
-                               for r in baseline_rows})
+                have = sorted({_hw_text(hardware_of(r)) for r in baseline_rows})
                 raise ValueError(
-                    "the --baseline results come from several machines and none has the "
-                    f"hardware of the compared run ({' / '.join(str(v) for v in want if v)}); "
-                    f"baseline machines: {'; '.join(have)}; give one machine's results")
+                    f"no baseline results from the hardware of the compared run "
+                    f"({_hw_text(want)}); the baseline has: {'; '.join(have)}; give a "
+                    "baseline measured on the same kind of machine")
             baseline_rows = match
         if len({_run_id(r) for r in baseline_rows}) > 1:
             warnings.append("the baseline holds several runs; the latest row of each "

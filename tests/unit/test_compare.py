@@ -170,8 +170,26 @@ def test_baseline_from_a_multi_machine_folder_uses_the_matching_hardware():
 
 def test_baseline_without_matching_machine_is_an_error():
     baseline = run_rows("cpu", A) + run_rows("cpu", "x", machine_id="other-1", cpu_model="ARM")
-    with pytest.raises(ValueError, match="none has the hardware"):
+    with pytest.raises(ValueError, match="no baseline results from the hardware"):
         cmp.build_sides(run_rows("h100", B), baseline, [])
+
+
+def test_same_hardware_rejects_a_single_machine_baseline_of_another_kind(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"NVIDIA H100 80GB HBM3 x1.*Intel Xeon 8480"):
+        cmp.build_sides(run_rows("h100", B), run_rows("cpu", A), [], same_hardware=True)
+    # without the flag a cross-machine comparison is allowed (that is what compare is for)
+    assert len(cmp.build_sides(run_rows("h100", B), run_rows("cpu", A), [])) == 2
+    a, b = _files(tmp_path, run_rows("cpu", A), run_rows("h100", B))
+    assert main(["compare", b, "--baseline", a, "--same-hardware"]) == 2
+    assert "no baseline results from the hardware" in _one_error_line(capsys)
+    assert main(["compare", a, b, "--same-hardware"]) == 2
+    assert "--same-hardware needs --baseline" in _one_error_line(capsys)
+
+
+def test_same_gpu_with_another_host_cpu_is_the_same_hardware():
+    other_host = run_rows("h100", B, cpu_model="Intel Xeon 8468")
+    sides = cmp.build_sides(other_host, run_rows("h100", A), [], same_hardware=True)
+    assert len(sides) == 2
 
 
 def test_one_run_alone_cannot_be_compared():
