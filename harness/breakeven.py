@@ -350,10 +350,14 @@ def select_measurements(frame: Any, concurrency: int | None = None,
                 "no result row meets " + " and ".join(slos) + f" (the fastest row has TTFT p99 "
                 f"{_num(best.get('ttft_ms_p99'))} ms, TPOT p99 {_num(best.get('tpot_ms_p99'))}"
                 " ms); loosen the SLOs or measure lower concurrency")
+        before = set(map(str, df["scenario"]))
         dropped = df[~ok]
         df = df[ok]
         if not dropped.empty:
             notes.append(f"{len(dropped)} row(s) miss the SLOs ({' and '.join(slos)})")
+        lost = sorted(before - set(map(str, df["scenario"])))
+        if lost:
+            notes.append(f"no row of scenario(s) {', '.join(lost)} meets the SLOs: left out")
     else:
         selection = "highest throughput (no SLO given)"
     group_cols = [c for c in _GROUP if c in df.columns]
