@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from harness.breakeven import (
@@ -177,6 +177,7 @@ kwh = st.floats(min_value=0.01, max_value=1.0, allow_nan=False)
 api_prices = st.floats(min_value=0.01, max_value=100, allow_nan=False)
 
 
+@settings(deadline=None)  # timing-free: the CI machine is shared
 @given(price=prices, factor=st.floats(min_value=1.01, max_value=10), tok_s=speeds,
        load=watts, u=utils, e=kwh)
 def test_cost_rises_with_hardware_price(price, factor, tok_s, load, u, e):
@@ -186,6 +187,7 @@ def test_cost_rises_with_hardware_price(price, factor, tok_s, load, u, e):
     assert dear > cheap
 
 
+@settings(deadline=None)  # timing-free: the CI machine is shared
 @given(tok_s=speeds, factor=st.floats(min_value=1.01, max_value=10), price=prices,
        load=watts, u=utils)
 def test_cost_falls_with_throughput(tok_s, factor, price, load, u):
@@ -195,6 +197,7 @@ def test_cost_falls_with_throughput(tok_s, factor, price, load, u):
     assert fast < slow
 
 
+@settings(deadline=None)  # timing-free: the CI machine is shared
 @given(price=prices, tok_s=speeds, load=watts, idle_frac=st.floats(0, 1), u=utils, e=kwh,
        p=api_prices, ops=st.floats(min_value=0, max_value=10_000))
 def test_at_break_even_both_sides_cost_the_same(price, tok_s, load, idle_frac, u, e, p, ops):
@@ -217,6 +220,7 @@ def test_at_break_even_both_sides_cost_the_same(price, tok_s, load, idle_frac, u
     assert local_monthly_usd(m, below)[1] > p * below / MTOK
 
 
+@settings(deadline=None)  # timing-free: the CI machine is shared
 @given(volume=st.floats(min_value=1, max_value=1e13), cap=st.floats(min_value=1, max_value=1e12))
 def test_machines_needed_cover_the_volume_and_no_more(volume, cap):
     n = machines_needed(volume, cap)
@@ -228,6 +232,7 @@ def test_machines_needed_cover_the_volume_and_no_more(volume, cap):
         assert n >= 2
 
 
+@settings(deadline=None)  # timing-free: the CI machine is shared
 @given(tok_s=speeds, u=utils)
 def test_capacity_units(tok_s, u):
     # tokens/month = tokens/s x seconds in 30 days x utilization; linear in each.
@@ -236,6 +241,7 @@ def test_capacity_units(tok_s, u):
         2 * capacity_tok_per_month(tok_s, u))
 
 
+@settings(deadline=None)  # timing-free: the CI machine is shared
 @given(price=prices, tok_s=speeds, load=watts, u=utils, e=kwh, p=api_prices,
        volume=st.floats(min_value=1e3, max_value=1e12))
 def test_hybrid_never_costs_more_than_either_pure_plan(price, tok_s, load, u, e, p, volume):
@@ -248,6 +254,7 @@ def test_hybrid_never_costs_more_than_either_pure_plan(price, tok_s, load, u, e,
     assert h.local_tok <= h.machines * m.capacity_tok * (1 + 1e-9)
 
 
+@settings(deadline=None)  # timing-free: the CI machine is shared
 @given(price=prices, tok_s=speeds, load=watts, u=utils, e=kwh)
 def test_cost_per_mtok_times_volume_is_the_monthly_cost(price, tok_s, load, u, e):
     m = cost_model(machine(tok_s=tok_s, load_w=load, idle_w=load / 4),
