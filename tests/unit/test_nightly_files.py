@@ -1,0 +1,82 @@
+"""The nightly CI workflow, the SkyPilot task and `make nightly`: syntax and required keys
+(they cannot run here: no GPU runner, no cloud)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / ".github" / "workflows" / "nightly-gpu.yml"
+SKY_TASK = ROOT / "sky" / "nightly.yaml"
+CRON = re.compile(r"^(\S+\s+){4}\S+$")
+
+
+def _load(path: Path) -> dict:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(doc, dict), path
+    return doc
+
+
+def test_workflow_runs_make_nightly_on_a_self_hosted_gpu_runner_and_keeps_results():
+    doc = _load(WORKFLOW)
+    triggers = doc.get("on", doc.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert set(triggers) >= {"schedule", "workflow_dispatch"}
+    assert all(CRON.match(s["cron"]) for s in triggers["schedule"])
+    job = doc["jobs"]["nightly"]
+    assert "self-hosted" in job["runs-on"] and "gpu" in job["runs-on"]
+    assert job["timeout-minutes"] <= 360
+    steps = job["steps"]
+    assert all("uses" in s or "run" in s for s in steps)
+    runs = [s for s in steps if "make nightly" in s.get("run", "")]
+    assert len(runs) == 1
+    assert "${{" not in runs[0]["run"]  # inputs reach the shell through env, not inlined
+    upload = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
+    assert upload and upload[0]["if"] == "always()"
+    assert upload[0]["with"]["path"] == "${{ env.NIGHTLY_OUT }}"
+    assert job["env"]["NIGHTLY_OUT"].startswith("results/nightly/")
+
+
+def test_sky_task_runs_make_nightly_on_a_gpu_and_copies_results_to_a_bucket():
+    doc = _load(SKY_TASK)
+    assert set(doc) >= {"name", "workdir", "resources", "setup", "run", "file_mounts", "envs"}
+    assert re.match(r"^[A-Za-z0-9-]+:\d+$", str(doc["resources"]["accelerators"]))
+    mount, spec = next(iter(doc["file_mounts"].items()))
+    assert spec["mode"] == "MOUNT" and spec["name"]
+    assert "make nightly" in doc["run"] and "make install" in doc["setup"]
+    assert f"{mount}/nightly" in doc["run"]  # results copied into the mounted bucket
+    assert "exit $rc" in doc["run"]  # the task fails when make nightly fails
+    for var in re.findall(r"\$\{?([A-Z_]+)\}?", doc["run"] + str(doc["file_mounts"])):
+        assert var in doc["envs"] or var in {"PATH", "OUT", "rc"}, var
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_nightly_dry_run_compares_with_the_baseline_and_fails_on_regression(tmp_path):
+    baseline = tmp_path / "baseline.csv"
+    baseline.write_text("schema_version,scenario\n")
+    out = subprocess.run(["make", "-n", "nightly", f"BASELINE={baseline}",
+                          f"NIGHTLY_OUT={tmp_path / 'n'}", "THRESHOLD=7"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "bench --workload smoke" in text
+    assert f"report {baseline} {tmp_path / 'n'}" in text
+    assert f"--baseline {baseline} --same-hardware" in text
+    assert "--fail-on-regression 7" in text
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_nightly_without_baseline_stops_with_one_line(tmp_path):
+    out = subprocess.run(["make", "--no-print-directory", "nightly",
+                          f"BASELINE={tmp_path / 'missing'}", "-o", "install",
+                          f"NIGHTLY_OUT={tmp_path / 'n'}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "nightly: no baseline at" in out.stdout
+    assert not (tmp_path / "n").exists()
