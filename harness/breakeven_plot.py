@@ -31,11 +31,8 @@ def _short(i: int, o: dict[str, Any]) -> str:
 
 
 def cost_figure(result: dict[str, Any]) -> Any:
-    """A matplotlib Figure of the result (Agg backend, nothing shown)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    """A matplotlib Figure of the result (nothing shown)."""
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     options = [o for o in result["options"] if o["priced"]]
     vols = list(result.get("volumes_mtok") or [5, 500])
