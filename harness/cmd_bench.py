@@ -202,6 +202,8 @@ def backend_config(name: str, values: dict[str, Any], workload: Any) -> dict[str
 
 def summary_table(rows: list[dict[str, Any]]) -> str:
     """The table `bench` prints: one line per scenario and load level."""
+    from harness.power.columns import joules_label
+
     headers = ["scenario", "load", "ok/req", "out tok/s", "±std", "prefill tok/s",
                "decode tok/s", "eng prefill", "eng decode", "TTFT p50 ms", "TPOT p50 ms",
                "E2E p50 ms", "J/out tok"]
@@ -215,7 +217,7 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             r.get("output_throughput_tok_s"), r.get("output_throughput_tok_s_std"),
             r.get("prefill_tok_s"), r.get("decode_tok_s"), r.get("engine_prefill_tok_s"),
             r.get("engine_decode_tok_s"), r.get("ttft_ms_p50"), r.get("tpot_ms_p50"),
-            r.get("e2e_ms_p50"), r.get("j_per_output_token"),
+            r.get("e2e_ms_p50"), joules_label(r),
         ])
     return render(headers, body)
 
@@ -331,6 +333,9 @@ def run(args: argparse.Namespace) -> int:
 def _report(rows: list[dict[str, Any]], files: Any, partial: bool) -> None:
     if rows:
         print(summary_table(rows))
+        from harness.power.columns import power_summary
+
+        print(power_summary(rows))
         noisy = [r["scenario"] for r in rows if r.get("noisy")]
         if noisy:
             print(f"note: the machine was busy during {', '.join(noisy)} "

@@ -64,5 +64,5 @@ def run(args: argparse.Namespace) -> int:
     print("power meters:")
     for m in info["power_meters"]:
         mark = "yes" if m["available"] else "no "
-        print(f"  {m['name']:10s} {mark}  {m['reason']}")
+        print(f"  {m['name']:10s} {mark}  {m.get('method', ''):9s}  {m['reason']}")
     return 0

@@ -115,3 +115,29 @@ def per_token_columns(energy_j: float | None, input_tokens: int | None,
 
 def _round(x: float | None, digits: int = 3) -> float | None:
     return None if x is None else round(x, digits)
+
+
+def joules_label(row: dict[str, Any]) -> str:
+    """J per output token for the printed table: 3 significant digits, `est` when it is
+    an estimate, `-` when power was not measured."""
+    value = row.get("j_per_output_token")
+    if value is None or value == "" or value != value:
+        return "-"
+    text = f"{float(value):.3g}"
+    return text + " est" if row.get("power_method") == ESTIMATED else text
+
+
+def power_summary(rows: list[dict[str, Any]]) -> str:
+    """One line under the printed table saying how energy was obtained."""
+    methods = {r.get("power_method") for r in rows}
+    sources = sorted({str(r.get("power_source")) for r in rows
+                      if r.get("power_method") in (MEASURED, ESTIMATED)})
+    if methods <= {UNAVAILABLE, None}:
+        note = next((r.get("power_note") for r in rows if r.get("power_note")), "")
+        if not note or len(note) > 100:
+            note = "no power meter here: `harness env` says why; --power estimate estimates"
+        return f"energy: not measured ({note})"
+    if ESTIMATED in methods and MEASURED not in methods:
+        return (f"energy: ESTIMATED, not measured ({', '.join(sources)}); "
+                "see power_note in the CSV")
+    return f"energy: measured ({', '.join(sources)}); timeline in the .power.jsonl file"

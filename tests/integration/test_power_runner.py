@@ -149,6 +149,7 @@ def test_cli_power_modes_on_this_machine(tmp_path: Path) -> None:
     proc = harness("bench", "--workload", str(workload), "--output", str(out), "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "power: unavailable" in proc.stderr
+    assert "energy: not measured (no power meter here" in proc.stdout
     (row,) = read_rows(next(out.glob("*/*.csv")))
     assert row["power_method"] == "unavailable" and row["power_source"] == "none"
     assert row["energy_j"] == "" and row["j_per_output_token"] == ""
@@ -165,3 +166,4 @@ def test_cli_power_modes_on_this_machine(tmp_path: Path) -> None:
     assert float(row["j_per_output_token"]) == pytest.approx(
         float(row["energy_j"]) / int(row["output_tokens"]), rel=1e-3)
     assert "not a measurement" in row["power_note"]
+    assert " est" in proc.stdout and "energy: ESTIMATED, not measured" in proc.stdout

@@ -13,7 +13,7 @@ from harness.power import meter_status, open_session
 from harness.power.base import ESTIMATED, MEASURED, Reading, unavailable
 from harness.power.columns import energy_columns, per_token_columns, summed_peak_w
 from harness.power.estimate import EstimateMeter, known_tdp_w
-from tests.fake_power import FakeGpu, FakeNvml, RaplWriter, make_rapl_tree
+from tests.fake_power import FakeGpu, FakeNvml, make_rapl_tree, set_energy
 
 NO_HW = {"nvml": FakeNvml([], init_error=12), "rapl_root": "/nonexistent/powercap",
          "is_mac": False}
@@ -144,17 +144,18 @@ def test_auto_combines_nvml_and_rapl(tmp_path: Path) -> None:
     gpu = FakeGpu(energy_mj=0, power_w=200.0)
     session = open_session("auto", nvml=FakeNvml([gpu]), rapl_root=root, is_mac=False)
     assert session.has_meter and session.describe() == "nvml (measured), rapl (measured)"
-    with RaplWriter(root, {"intel-rapl:0": 50.0}, {"intel-rapl:0": 10**12}):
-        session.measure_idle(0.2)
-        session.start()
-        time.sleep(0.3)
-        gpu.energy_mj += 60_000  # 60 J
-        cols, timeline = session.stop()
+    session.measure_idle(0.2)  # counters stand still: 0 W idle
+    session.start()
+    time.sleep(0.2)
+    gpu.energy_mj += 60_000  # 60 J
+    set_energy(root, "intel-rapl:0", 20_000_000)  # 20 J
+    cols, timeline = session.stop()
     assert cols["power_method"] == "measured"
     assert cols["power_source"] == "nvml(gpu:0)+rapl(cpu-package:0)"
     window = cols["power_window_s"]
-    assert cols["energy_j"] == pytest.approx(60.0 + 50.0 * window, abs=1.0)
-    assert cols["idle_power_w"] is not None and cols["energy_above_idle_j"] is not None
+    assert cols["energy_j"] == pytest.approx(80.0)
+    assert cols["avg_power_w"] == pytest.approx(80.0 / window, rel=1e-2)  # window rounded
+    assert cols["idle_power_w"] == 0.0 and cols["energy_above_idle_j"] == pytest.approx(80.0)
     phases = {s["phase"] for s in timeline}
     assert phases == {"idle", "measured"}
     assert {s["domain"] for s in timeline} == {"gpu:0", "cpu-package:0"}
@@ -177,3 +178,18 @@ def test_meter_status_lists_every_meter_with_a_reason() -> None:
     assert [m["name"] for m in status] == ["nvml", "rapl", "apple", "estimate"]
     assert all(not m["available"] and m["reason"] for m in status)
     assert {m["name"]: m["method"] for m in status}["estimate"] == "estimated"
+
+
+def test_printed_labels_say_estimated_or_not_measured() -> None:
+    from harness.power.columns import joules_label, power_summary
+
+    est = {"j_per_output_token": 0.012345, "power_method": "estimated",
+           "power_source": "estimate(cpu)"}
+    meas = {"j_per_output_token": 0.5, "power_method": "measured", "power_source": "nvml(gpu:0)"}
+    none = {"j_per_output_token": None, "power_method": "unavailable",
+            "power_note": "power measurement off (--power none)"}
+    assert joules_label(est) == "0.0123 est" and joules_label(meas) == "0.5"
+    assert joules_label(none) == "-"
+    assert power_summary([est]).startswith("energy: ESTIMATED, not measured")
+    assert power_summary([meas]).startswith("energy: measured (nvml(gpu:0))")
+    assert power_summary([none]) == "energy: not measured (power measurement off (--power none))"
