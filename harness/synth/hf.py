@@ -2,7 +2,7 @@
 
 Writes `config.json` (the shape), a byte-level BPE `tokenizer.json` of the shape's
 vocabulary size, `tokenizer_config.json`, `special_tokens_map.json` and
-`generation_config.json`. Serve it with `vllm serve DIR --load-format dummy`: vLLM fills
+`generation_config.json`, and `harness_synthetic.json` (the shape and its source). Serve it with `vllm serve DIR --load-format dummy`: vLLM fills
 the weights with random values itself.
 """
 
@@ -17,6 +17,7 @@ from harness.errors import UserError
 from harness.synth.shapes import Shape
 from harness.synth.vocab import BOS_ID, EOS_ID, hf_tokenizer_json
 
+MARKER_FILE = "harness_synthetic.json"  # marks the folder synthetic for result rows
 HF_DTYPES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32"}
 HF_ARCH = {"llama": ("LlamaForCausalLM", "llama"), "qwen2": ("Qwen2ForCausalLM", "qwen2")}
 
@@ -63,11 +64,14 @@ def write_hf(shape: Shape, out: Path, quant: str = "bf16") -> Path:
             "tokenizer.json": hf_tokenizer_json(shape.vocab),
             "tokenizer_config.json": {
                 "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>",
-                "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
+                "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<unk>",
+                "add_bos_token": True,
                 "add_eos_token": False, "model_max_length": shape.context,
                 "clean_up_tokenization_spaces": False},
             "special_tokens_map.json": {"bos_token": "<s>", "eos_token": "</s>",
-                                        "unk_token": "<unk>"},
+                                        "unk_token": "<unk>", "pad_token": "<unk>"},
+            MARKER_FILE: {"synthetic": True, "shape": shape.name, "source": shape.source,
+                          "weights": "random (vLLM --load-format dummy)"},
         }
         for name, data in files.items():
             (tmp / name).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n",
