@@ -206,7 +206,7 @@ while count is None or n < count:
         "cpu_energy": int(4000 * el / 1e3), "gpu_energy": int(6000 * el / 1e3),
         "ane_energy": 0, "cpu_power": 4000.0, "gpu_power": 6000.0, "ane_power": 0.0,
         "combined_power": 10000.0}}
-    sys.stdout.buffer.write(plistlib.dumps(doc) + b"\\0")
+    sys.stdout.buffer.write(b"\\0" + plistlib.dumps(doc))  # NUL before, as powermetrics
     sys.stdout.buffer.flush()
     n += 1
 '''

@@ -73,9 +73,18 @@ def parse_plist_sample(data: bytes) -> PmSample:
 
 
 def split_plist_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
-    """Complete plist documents in a powermetrics stream (NUL-separated) and the rest."""
-    *docs, rest = buffer.split(b"\0")
-    return [d for d in docs if d.strip()], rest
+    """Complete plist documents in a powermetrics stream and the incomplete rest.
+
+    powermetrics writes a NUL *before* each sample, so a document is complete at its
+    `</plist>` end tag (waiting for the next NUL would lag one sampling period)."""
+    docs: list[bytes] = []
+    end_tag = b"</plist>"
+    while (i := buffer.find(end_tag)) >= 0:
+        cut = i + len(end_tag)
+        doc, buffer = buffer[:cut].strip(b"\0\n\r\t "), buffer[cut:]
+        if doc:
+            docs.append(doc)
+    return docs, buffer
 
 
 def window_energy_j(samples: list[PmSample], t_start: float, t_stop: float) -> float:
@@ -155,7 +164,7 @@ class AppleMeter(Meter):
                            f"exit {out.returncode}") + "): allow it without a password "
                            "in sudoers, or install zeus-apple-silicon")
             raise PowerError("; ".join(reasons))
-        docs, _ = split_plist_stream(out.stdout + b"\0")
+        docs, _ = split_plist_stream(out.stdout)
         if not docs:
             reasons.append("powermetrics printed no plist sample")
             raise PowerError("; ".join(reasons))

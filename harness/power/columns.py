@@ -7,6 +7,7 @@ left out of energy_j and power_note says how much was left out.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from harness.power.base import ESTIMATED, MEASURED, UNAVAILABLE, Reading
@@ -121,7 +122,7 @@ def joules_label(row: dict[str, Any]) -> str:
     """J per output token for the printed table: 3 significant digits, `est` when it is
     an estimate, `-` when power was not measured."""
     value = row.get("j_per_output_token")
-    if value is None or value == "" or value != value:
+    if value is None or value == "" or math.isnan(float(value)):
         return "-"
     text = f"{float(value):.3g}"
     return text + " est" if row.get("power_method") == ESTIMATED else text

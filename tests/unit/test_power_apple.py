@@ -39,11 +39,15 @@ def test_bad_plist_sample_is_a_power_error() -> None:
         parse_plist_sample(b"<plist>not closed")
 
 
-def test_stream_split_on_nul_keeps_the_incomplete_tail() -> None:
+def test_stream_split_at_end_tags_keeps_the_incomplete_tail() -> None:
+    """powermetrics puts a NUL before each sample: a sample is complete at </plist>,
+    not at the next NUL (which comes one sampling period later)."""
     a, b = powermetrics_plist(100, 1000, 0), powermetrics_plist(100, 2000, 0)
-    docs, rest = split_plist_stream(a + b"\0" + b + b"\0" + b[:40])
+    docs, rest = split_plist_stream(b"\0" + a + b"\0" + b + b"\0" + b[:40])
     assert [parse_plist_sample(d).energy_j for d in docs] == pytest.approx([0.1, 0.2])
-    assert rest == b[:40]
+    assert rest == b"\n\0" + b[:40]
+    docs, rest = split_plist_stream(b"\0" + a)  # the latest sample, no NUL after it yet
+    assert len(docs) == 1 and rest == b"\n"
 
 
 def test_window_energy_counts_partial_samples_by_overlap() -> None:
