@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from harness.errors import UserError
@@ -45,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     html = build_report(rows, title=args.title, generated_utc=now, sources=sources)
     try:
         atomic_write_text(args.output, html)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(args.output, 0o666 & ~umask)  # readable like any other file, not 0600
     except OSError as exc:
         raise UserError(f"-o {args.output}: cannot write ({exc.strerror or exc})") from None
     print(f"harness report: wrote {args.output} ({len(html) // 1024} KiB, {len(rows)} rows, "

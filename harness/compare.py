@@ -678,8 +678,13 @@ def regression_summary(c: Comparison) -> str:
              f"(p={cell.p_value:.2g}) in {side.label}"
              for line, side, cell in c.regressions]
     more = f"; and {len(parts) - 3} more" if len(parts) > 3 else ""
+    busy = sum(1 for line, side, _ in c.regressions
+               if clean(side.rows[line.key].get("noisy"))
+               or clean(c.sides[0].rows[line.key].get("noisy")))
+    why = (f" (the machine was busy during {busy} of them: the load, not the code, may be "
+           "the cause)" if busy else "")
     return (f"{len(parts)} regression(s) worse than {c.threshold_pct:g}% and significant: "
-            + "; ".join(parts[:3]) + more)
+            + "; ".join(parts[:3]) + more + why)
 
 
 FORMATTERS = {"table": format_table, "md": format_md, "csv": format_csv, "json": format_json}

@@ -325,3 +325,13 @@ def test_cli_newer_schema_is_exit_2(tmp_path, capsys):
     future = write_csv(tmp_path / "future.csv", run_rows("cpu", B, schema_version=99))
     assert main(["compare", a, str(future)]) == 2
     assert "newer than this harness" in _one_error_line(capsys)
+
+
+def test_regression_on_a_busy_machine_says_so():
+    other = run_rows("cpu", B, scale=0.8)
+    other[0]["noisy"] = 1
+    c = cmp.compare(_sides(run_rows("cpu", A), other), ["output_throughput_tok_s"], 10)
+    assert "busy during 1 of them" in cmp.regression_summary(c)
+    c = cmp.compare(_sides(run_rows("cpu", A), run_rows("cpu", B, scale=0.8)),
+                    ["output_throughput_tok_s"], 10)
+    assert "busy" not in cmp.regression_summary(c)
