@@ -96,7 +96,7 @@ def check_value(key: str, value: Any, where: str) -> Any:
             raise UserError(f"{where} must be a table of engine settings ([engine])")
         for name in value:
             if is_secret_name(name) or name.lower() in ("authorization", "headers"):
-                raise UserError(f"{where}: '{name}' looks like a credential; keys are read "
+                raise UserError(f"{where}: {name!r} looks like a credential; keys are read "
                                 "only from the environment: export it and name the "
                                 "variable with --api-key-env")
         return value
@@ -105,7 +105,7 @@ def check_value(key: str, value: Any, where: str) -> Any:
 
 def credential_key_error(path: Path, key: str) -> UserError:
     """The error for a --config key that holds a credential."""
-    return UserError(f"{path}: '{key}' looks like a credential; keys are read only from the "
+    return UserError(f"{path}: {key!r} looks like a credential; keys are read only from the "
                      "environment: export it and set api_key_env = \"VAR\" (or "
                      "--api-key-env VAR)")
 

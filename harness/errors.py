@@ -21,3 +21,8 @@ def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
 
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped (for error lines)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -73,16 +73,41 @@ def _parse(name: str, text: str) -> Any:
             return int(float(text))
         if typ == "float":
             return float(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         return text
     return text
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a result CSV, typed by the schema and migrated to the current version."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        return [migrate({k: _parse(k, v or "") for k, v in row.items()}) for row in reader]
+    """Rows of a result CSV, typed by the schema and migrated to the current version.
+
+    A file that is not a well-formed result CSV raises UserError naming the file and
+    line: more fields than the header, text in a numeric column, a newer schema."""
+    from harness.errors import UserError
+
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for raw in reader:
+                where = f"{path}:{reader.line_num}"
+                if None in raw:
+                    raise UserError(f"{where}: more fields than the header has columns")
+                parsed = {k: _parse(k, v or "") for k, v in raw.items()}
+                for checked in (parsed, None):
+                    if checked is None:  # after migration, once more
+                        try:
+                            checked = parsed = migrate(parsed)
+                        except (ValueError, OverflowError, TypeError) as exc:
+                            raise UserError(f"{where}: {exc}") from None
+                    for name, value in checked.items():
+                        if isinstance(value, str) and TYPES.get(name) in ("int", "float"):
+                            raise UserError(f"{where}: column '{name}' must be a number, "
+                                            f"got {value[:40]!r}")
+                rows.append(parsed)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"{path}: cannot read as a result CSV ({exc})") from None
+    return rows
 
 
 class JsonlWriter:

@@ -7,6 +7,7 @@ table, and one `[[scenarios]]` table per scenario. Any scenario key may appear i
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import tomllib
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError, did_you_mean
+from harness.errors import UserError, did_you_mean, one_line
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 
@@ -164,7 +165,7 @@ class _Ctx:
     def fail(self, key: str, message: str, block: int | None = None) -> UserError:
         line = _line_of(self.text, key, block)
         where = f"{self.path}:{line}" if line else str(self.path)
-        return UserError(f"{where}: {message}")
+        return UserError(one_line(f"{where}: {message}"))
 
 
 def _check_scenario_table(ctx: _Ctx, table: dict[str, Any], block: int | None) -> None:
@@ -182,6 +183,20 @@ def _check_scenario_table(ctx: _Ctx, table: dict[str, Any], block: int | None) -
                                 for t in types)
             raise ctx.fail(key, f"'{key}' must be {names}, got {type(value).__name__} "
                            f"{value!r}", block)
+        if not _finite(value):
+            raise ctx.fail(key, f"'{key}' must hold finite numbers (no inf or nan), got "
+                           f"{value!r}", block)
+
+
+def _finite(value: Any) -> bool:
+    """False when `value` is or holds (in a list or table) an infinite or NaN float."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
 
 
 def _positive_int(ctx: _Ctx, key: str, value: Any, block: int | None, minimum: int = 1) -> int:
@@ -226,6 +241,13 @@ def _as_tuple(value: Any, cast: type) -> tuple:
     return tuple(cast(v) for v in (value if isinstance(value, list) else [value]))
 
 
+def _scenario_name(ctx: _Ctx, name: str, block: int) -> str:
+    if not name.strip() or not name.isprintable():
+        raise ctx.fail("name", f"'name' must be a non-empty line of printable text, got "
+                       f"{name!r}", block)
+    return name
+
+
 def _build_scenario(ctx: _Ctx, table: dict[str, Any], block: int) -> Scenario:
     if "name" not in table:
         raise ctx.fail("[[scenarios]]", f"scenario #{block + 1} has no 'name'", block)
@@ -233,7 +255,7 @@ def _build_scenario(ctx: _Ctx, table: dict[str, Any], block: int) -> Scenario:
         if key not in table:
             raise ctx.fail("name", f"scenario '{table['name']}' needs '{key}'", block)
     kwargs: dict[str, Any] = {
-        "name": table["name"],
+        "name": _scenario_name(ctx, table["name"], block),
         "input_tokens": _dist(ctx, table["input_tokens"], block),
         "output_tokens": _positive_int(ctx, "output_tokens", table["output_tokens"], block),
     }
@@ -252,6 +274,9 @@ def _build_scenario(ctx: _Ctx, table: dict[str, Any], block: int) -> Scenario:
     if "concurrency" in table:
         values = table["concurrency"] if isinstance(table["concurrency"], list) else [
             table["concurrency"]]
+        if not values:
+            raise ctx.fail("concurrency", "'concurrency' needs at least one value, e.g. "
+                           "[1, 4]", block)
         for v in values:
             _positive_int(ctx, "concurrency", v, block)
         kwargs["concurrency"] = tuple(values)
@@ -289,7 +314,7 @@ def parse_workload(text: str, path: Path, name: str | None = None) -> Workload:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML: {exc}") from None
+        raise UserError(one_line(f"{path}: not valid TOML: {exc}")) from None
     for key in data:
         if key not in _TOP_KEYS:
             raise ctx.fail(key, f"unknown top-level key '{key}'." + did_you_mean(
@@ -307,8 +332,8 @@ def parse_workload(text: str, path: Path, name: str | None = None) -> Workload:
     scenarios_raw = data.get("scenarios")
     if not isinstance(scenarios_raw, list) or not scenarios_raw or not all(
             isinstance(s, dict) for s in scenarios_raw):
-        raise UserError(f"{path}: needs at least one [[scenarios]] table with name, "
-                        "input_tokens and output_tokens")
+        raise UserError(one_line(f"{path}: needs at least one [[scenarios]] table with "
+                                 "name, input_tokens and output_tokens"))
     scenarios = []
     names: set[str] = set()
     for i, raw in enumerate(scenarios_raw):
