@@ -20,7 +20,7 @@ seed = 5
 [defaults]
 warmup_requests = 1
 repetitions = 1
-requests = 3
+requests = 4
 [[scenarios]]
 name = "short"
 input_tokens = 24
@@ -49,11 +49,11 @@ def test_bench_through_a_managed_llama_cpp_server(tmp_path):
         assert row["engine"] == "llama.cpp (llama_cpp.server)"
         assert row["model"] == "gemma-3-270m-Q4_K_M" and row["quant"] == "Q4_K_M"
         assert len(row["model_sha256"]) == 64
-        assert row["requests"] == "3" and row["errors"] == "0", row["error_kinds"]
+        assert row["requests"] == "4" and row["errors"] == "0", row["error_kinds"]
         # include_usage was asked for; llama_cpp.server sent none: the tokenizer counted.
         assert row["token_count_source"] == "tokenizer"
         # min_tokens forces the length; re-tokenizing the text gives the same count.
-        assert row["output_tokens"] == str(3 * 8)
+        assert row["output_tokens"] == str(4 * 8)
         settings = json.loads(row["settings_json"])
         argv = settings["server"]["argv"]
         assert "--logits_all False" in argv and "--interrupt_requests False" in argv
@@ -62,7 +62,7 @@ def test_bench_through_a_managed_llama_cpp_server(tmp_path):
 
     (jsonl,) = list(out_dir.glob("*/*.requests.jsonl"))
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert len(records) == 6 and all(r["ok"] for r in records)
+    assert len(records) == 8 and all(r["ok"] for r in records)
     for r in records:
         assert r["token_count_source"] == "tokenizer" and r["output_tokens"] == 8
         assert sum(r["event_tokens"]) == 8  # one token per chunk from this server
