@@ -283,15 +283,18 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
                 notes.append(f"backend serves {limit} request(s) at a time; "
                              f"concurrency {point.concurrency} queues in the client")
             started, load_start = utc_now(), load_avg_1m()
-            # Warmup: same shape, own prompts, not recorded.
-            for w in range(scenario.warmup_requests):
-                progress.update(f"{label} warmup {w + 1}/{scenario.warmup_requests}")
-                await measure_request(backend, factory.make("warmup", w, point),
-                                      scenario.name, -1, options.request_timeout_s)
-            if options.idle_power_s > 0:
-                progress.update(f"{label} measuring idle power "
-                                f"{options.idle_power_s:g} s")
-                await asyncio.to_thread(power.measure_idle, options.idle_power_s)
+            interrupted = False
+            try:  # Warmup: same shape, own prompts, not recorded.
+                for w in range(scenario.warmup_requests):
+                    progress.update(f"{label} warmup {w + 1}/{scenario.warmup_requests}")
+                    await measure_request(backend, factory.make("warmup", w, point),
+                                          scenario.name, -1, options.request_timeout_s)
+                if options.idle_power_s > 0:
+                    progress.update(f"{label} measuring idle power "
+                                    f"{options.idle_power_s:g} s")
+                    await asyncio.to_thread(power.measure_idle, options.idle_power_s)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                interrupted = True  # still write this scenario's row, marked partial
             records: list[RequestRecord] = []
 
             def on_record(record: RequestRecord) -> None:
@@ -306,9 +309,8 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
             if metrics_start is not None:
                 await metrics_start()
             power.start()
-            interrupted = False
             try:
-                for rep in range(scenario.repetitions):
+                for rep in range(scenario.repetitions if not interrupted else 0):
                     await run_scenario_repetition(backend, factory, scenario, point, rep,
                                                   options, on_record)
             except (asyncio.CancelledError, KeyboardInterrupt):

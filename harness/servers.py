@@ -349,7 +349,21 @@ class ManagedServer:
         else:
             self._signal(signal.SIGKILL)  # children it may have left behind
         self._sync_log()
+        self._redact_logs()
         return proc.returncode
+
+    def _redact_logs(self) -> None:
+        """Mask keys and bearer tokens the server may have logged (harness.secrets)."""
+        from harness.results import atomic_write_text
+        from harness.secrets import redact
+
+        for path in {self.log_path, self._attached} - {None}:
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+                if redact(text) != text:
+                    atomic_write_text(path, text)  # writes it masked
+            except OSError:
+                pass
 
     def _signal(self, sig: int) -> None:
         assert self.proc is not None

@@ -73,8 +73,10 @@ class FaultServer:
     """The server. `await start()` binds 127.0.0.1 (port 0: any free port)."""
 
     def __init__(self, model: str = "m", ttft_ms: float = 5.0, itl_ms: float = 2.0,
-                 port: int = 0, stall_after_chunks: int = 2) -> None:
+                 port: int = 0, stall_after_chunks: int = 2, log_requests: bool = False,
+                 default_mode: str = "healthy") -> None:
         self.model, self.ttft_ms, self.itl_ms = model, ttft_ms, itl_ms
+        self.log_requests, self.default_mode = log_requests, default_mode
         self.port, self.stall_after_chunks = port, stall_after_chunks
         self.served: Counter[str] = Counter()  # requests per mode
         self.authorization_seen: list[str] = []
@@ -126,8 +128,11 @@ class FaultServer:
                         headers[key.strip().lower()] = value.strip()
                 length = int(headers.get("content-length") or 0)
                 body = await reader.readexactly(length) if length else b""
+                if self.log_requests:  # as a careless server logs: headers and all
+                    print(f"{method} {target} authorization={headers.get('authorization')}",
+                          flush=True)
                 if not await self._route(method, target.split("?")[0], headers, body,
-                                         writer):
+                                         reader, writer):
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
@@ -142,8 +147,8 @@ class FaultServer:
         return mode if mode in FAULTS else "healthy"
 
     async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes,
-                     writer: asyncio.StreamWriter) -> bool:
-        spec, rest = "healthy", path
+                     reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        spec, rest = self.default_mode, path
         if path.startswith("/f/"):
             spec, _, rest = path[3:].partition("/")
             rest = "/" + rest
@@ -165,7 +170,7 @@ class FaultServer:
         except ValueError:
             req = {}
         return await self._answer(mode, req, rest.endswith("chat/completions"), auth,
-                                  writer)
+                                  reader, writer)
 
     def _json(self, writer: asyncio.StreamWriter, status: int, obj: Any,
               extra: dict[str, str] | None = None) -> None:
@@ -204,9 +209,9 @@ class FaultServer:
         return out
 
     async def _answer(self, mode: str, req: dict[str, Any], chat: bool, auth: str,
-                      writer: asyncio.StreamWriter) -> bool:
-        if mode == "hang":
-            await asyncio.sleep(3600)
+                      reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        if mode == "hang":  # until the client gives up and closes
+            await reader.read()
             return False
         if mode == "reset":
             writer.transport.abort()
@@ -236,7 +241,8 @@ class FaultServer:
                                                       "type": "server_error"}})]
         for i, event in enumerate(events):
             if mode == "stall" and i == self.stall_after_chunks:
-                await asyncio.sleep(3600)
+                await reader.read()  # until the client gives up and closes
+                return False
             if mode == "cut" and i == 2:
                 writer.write(b"%x\r\ndata: {\"choi" % len(event))  # half a chunk
                 await writer.drain()
@@ -276,10 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="m")
     p.add_argument("--ttft-ms", type=float, default=5.0)
     p.add_argument("--itl-ms", type=float, default=2.0)
+    p.add_argument("--mode", default="healthy",
+                   help="the mode(s) of requests under /v1 (e.g. healthy+http500)")
+    p.add_argument("--log-requests", action="store_true",
+                   help="print every request with its Authorization header")
     args = p.parse_args(argv)
 
     async def serve() -> None:
-        server = await FaultServer(args.model, args.ttft_ms, args.itl_ms, args.port).start()
+        server = await FaultServer(args.model, args.ttft_ms, args.itl_ms, args.port,
+                                   log_requests=args.log_requests,
+                                   default_mode=args.mode).start()
         print(f"listening on {server.url}", flush=True)
         await asyncio.Event().wait()
 
