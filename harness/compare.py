@@ -182,7 +182,8 @@ def _files(rows: list[dict[str, Any]]) -> list[str]:
     return sorted({str(r["source_file"]) for r in rows if r.get("source_file")})
 
 
-def _letters() -> Iterable[str]:
+def side_letters() -> Iterable[str]:
+    """A, B, ..., Z, AA, AB, ...: the labels of runs in tables and charts."""
     import itertools
     import string
 
@@ -204,7 +205,7 @@ def build_sides(rows: list[dict[str, Any]], baseline_rows: list[dict[str, Any]] 
     are used; none matching is an error. Raises ValueError with a user-facing message
     when there is nothing to compare."""
     runs = split_runs(rows)
-    labels = _letters()
+    labels = side_letters()
     sides: list[Side] = []
     if baseline_rows is not None:
         if not baseline_rows:

@@ -52,7 +52,7 @@ class Run:
 
 def short_cpu(model: Any) -> str:
     """A CPU model without the marketing noise: 'Intel Xeon Platinum 8480+'."""
-    text = re.sub(r"\((R|TM)\)|CPU|Processor|@.*$", "", str(model or "CPU"), flags=re.I)
+    text = re.sub(r"\((R|TM)\)|CPU|Processor|@.*$", "", str(model or "CPU"), flags=re.IGNORECASE)
     return re.sub(r"\s+", " ", text).strip() or "CPU"
 
 
@@ -74,7 +74,7 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 def make_runs(rows: list[dict[str, Any]]) -> list[Run]:
     """Rows grouped by run, lettered A, B, ... in the order given."""
-    labels = cmp._letters()
+    labels = cmp.side_letters()
     return [Run(next(labels), group, color(i))
             for i, group in enumerate(cmp.split_runs(rows))]
 
@@ -223,8 +223,8 @@ def breakeven_section(rows: list[dict[str, Any]]) -> tuple[str | None, str | Non
 def _inline_svg(svg: str) -> str:
     """An SVG document made fit to inline in HTML: no XML declaration or DOCTYPE, scalable."""
     svg = re.sub(r"<\?xml[^>]*\?>", "", svg)
-    svg = re.sub(r"<!DOCTYPE[^>]*>", "", svg, flags=re.S)
-    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
+    svg = re.sub(r"<!DOCTYPE[^>]*>", "", svg, flags=re.DOTALL)
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.DOTALL)
     svg = svg.strip()
     return re.sub(r"<svg\b", '<svg style="max-width:100%;height:auto"', svg, count=1)
 

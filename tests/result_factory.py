@@ -10,13 +10,15 @@ from harness.results import rows_to_csv
 from harness.schema import empty_row
 
 MACHINES = {
-    "cpu": dict(machine_id="cpubox-1a2b3c4d", hostname="cpubox", cpu_model="Intel Xeon 8480",
-                cpu_cores=2, cpu_threads=2, ram_gb=24.0, gpu_name="", gpu_count=0,
-                os="Linux 6.1", device="cpu", power_method="unavailable", power_source="none"),
-    "h100": dict(machine_id="gpubox-9f8e7d6c", hostname="gpubox", cpu_model="AMD EPYC 9454",
-                 cpu_cores=16, cpu_threads=32, ram_gb=128.0, gpu_name="NVIDIA H100 80GB HBM3",
-                 gpu_count=1, gpu_driver="550.54", os="Linux 5.15", device="cuda",
-                 power_method="measured", power_source="nvml"),
+    "cpu": {"machine_id": "cpubox-1a2b3c4d", "hostname": "cpubox",
+            "cpu_model": "Intel Xeon 8480", "cpu_cores": 2, "cpu_threads": 2, "ram_gb": 24.0,
+            "gpu_name": "", "gpu_count": 0, "os": "Linux 6.1", "device": "cpu",
+            "power_method": "unavailable", "power_source": "none"},
+    "h100": {"machine_id": "gpubox-9f8e7d6c", "hostname": "gpubox",
+             "cpu_model": "AMD EPYC 9454", "cpu_cores": 16, "cpu_threads": 32, "ram_gb": 128.0,
+             "gpu_name": "NVIDIA H100 80GB HBM3", "gpu_count": 1, "gpu_driver": "550.54",
+             "os": "Linux 5.15", "device": "cuda", "power_method": "measured",
+             "power_source": "nvml"},
 }
 
 

@@ -62,7 +62,7 @@ def test_make_nightly_dry_run_compares_with_the_baseline_and_fails_on_regression
     baseline.write_text("schema_version,scenario\n")
     out = subprocess.run(["make", "-n", "nightly", f"BASELINE={baseline}",
                           f"NIGHTLY_OUT={tmp_path / 'n'}", "THRESHOLD=7"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "bench --workload smoke" in text
@@ -76,7 +76,7 @@ def test_make_nightly_without_baseline_stops_with_one_line(tmp_path):
     out = subprocess.run(["make", "--no-print-directory", "nightly",
                           f"BASELINE={tmp_path / 'missing'}", "-o", "install",
                           f"NIGHTLY_OUT={tmp_path / 'n'}"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode != 0
     assert "nightly: no baseline at" in out.stdout
     assert not (tmp_path / "n").exists()

@@ -31,7 +31,7 @@ def _fast_without_breakeven_plot(request, monkeypatch):
 
 
 def _svgs(html: str) -> list[str]:
-    return re.findall(r"<svg\b.*?</svg>", html, flags=re.S)
+    return re.findall(r"<svg\b.*?</svg>", html, flags=re.DOTALL)
 
 
 def test_nice_and_log_ticks():
@@ -115,7 +115,7 @@ def test_no_energy_rows_explain_why():
 def test_missing_breakeven_plot_function_is_said(monkeypatch):
     fake = types.SimpleNamespace()  # a breakeven module without cost_plot_svg/analyse
     monkeypatch.setitem(sys.modules, "harness.breakeven", fake)
-    svg, text, note = report.breakeven_section(run_rows("cpu", A))
+    svg, _text, note = report.breakeven_section(run_rows("cpu", A))
     assert svg is None and note
 
 
