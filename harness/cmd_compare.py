@@ -22,8 +22,8 @@ is a warning on stderr.
 examples:
   harness compare results/                                   # every run found, first = base
   harness compare results/box-a results/box-b --format md
-  harness compare results/nightly/latest --baseline results/reference/nightly \\
-      --fail-on-regression 10                                # exit 1 on a real regression
+  harness compare results/nightly/20260101T031700Z --baseline results/reference \\
+      --same-hardware --fail-on-regression 10                # exit 1 on a real regression
   harness compare a.csv b.csv --metric output_throughput_tok_s,ttft_ms_p50 --format json
 """
 
