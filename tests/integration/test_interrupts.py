@@ -1,0 +1,177 @@
+"""Interrupts of `harness bench` on the `openai` backend and with a managed server:
+SIGINT/SIGTERM at several points finish writing, mark the scenario partial, stop the
+server (no orphan process) and exit 130/143; SIGKILL leaves every completed request
+readable (JSONL lines all valid) and the CSV absent or valid."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.results import read_rows
+from tests.faultserver import ThreadedFaultServer
+from tests.reliability_support import (bench_argv, csv_rows, jsonl_count, jsonl_records,
+                                       start_bench, wait_for, write_workload)
+
+pytestmark = pytest.mark.slow
+CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+LONG = {"name": "long", "input_tokens": 16, "output_tokens": 8, "requests": 100000,
+        "warmup_requests": 0, "concurrency": 2}
+
+
+def _finish(proc, sig: int) -> tuple[str, str]:
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == CODES[sig], stderr
+    assert "Traceback" not in stderr
+    assert ("interrupted" if sig == signal.SIGINT else "terminated") in stderr
+    assert "results so far" in stdout
+    return stdout, stderr
+
+
+def _check_partial(out: Path, statuses: list[str]) -> list[dict[str, str]]:
+    records = jsonl_records(out)  # every line parses
+    rows = csv_rows(out)
+    assert [r["status"] for r in rows] == statuses
+    # Nothing completed is lost: each row counts exactly the requests in the JSONL.
+    for row in rows:
+        mine = [r for r in records if r["scenario"] == row["scenario"]]
+        assert int(row["requests"]) == len(mine)
+    assert not [p for p in out.rglob("*.tmp") if not p.name.startswith(".")]
+    return rows
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_scenario(tmp_path: Path, sig: int) -> None:
+    workload = write_workload(tmp_path / "w.toml", LONG)
+    out = tmp_path / "out"
+    with ThreadedFaultServer() as server:
+        proc = start_bench(bench_argv(server.base_url("healthy"), workload, out))
+        wait_for(lambda: jsonl_count(out) >= 5, what="5 measured requests")
+        _finish(proc, sig)
+    (row,) = _check_partial(out, ["partial"])
+    assert int(row["requests"]) >= 5 and int(row["errors"]) == 0
+
+
+def test_sigint_in_the_second_scenario_keeps_the_first(tmp_path: Path) -> None:
+    first = dict(LONG, name="first", requests=6)
+    workload = write_workload(tmp_path / "w.toml", first, dict(LONG, name="second"))
+    out = tmp_path / "out"
+    with ThreadedFaultServer() as server:
+        proc = start_bench(bench_argv(server.base_url("healthy"), workload, out))
+        wait_for(lambda: jsonl_count(out) >= 9, what="requests of the second scenario")
+        _finish(proc, signal.SIGINT)
+    rows = _check_partial(out, ["complete", "partial"])
+    assert int(rows[0]["requests"]) == 6
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_warmup_marks_the_scenario_partial(tmp_path: Path, sig: int) -> None:
+    workload = write_workload(tmp_path / "w.toml", dict(LONG, warmup_requests=100000))
+    out = tmp_path / "out"
+    with ThreadedFaultServer() as server:
+        proc = start_bench(bench_argv(server.base_url("healthy"), workload, out))
+        wait_for(lambda: server.served["healthy"] >= 3, what="warmup requests")
+        _finish(proc, sig)
+    (row,) = _check_partial(out, ["partial"])
+    assert int(row["requests"]) == 0
+
+
+def test_signal_while_requests_hang(tmp_path: Path) -> None:
+    # Every request in flight hangs: the signal must not wait for --timeout.
+    workload = write_workload(tmp_path / "w.toml", LONG)
+    out = tmp_path / "out"
+    with ThreadedFaultServer() as server:
+        proc = start_bench(bench_argv(server.base_url("healthy", "hang"), workload, out,
+                                      "--timeout", "600"))
+        wait_for(lambda: server.served["hang"] >= 2, what="two hanging requests")
+        t0 = time.monotonic()
+        _finish(proc, signal.SIGTERM)
+        assert time.monotonic() - t0 < 30
+    _check_partial(out, ["partial"])
+
+
+def _server_argv(tmp_path: Path, out: Path) -> list[str]:
+    workload = write_workload(tmp_path / "w.toml", LONG)
+    command = f"{sys.executable} -m tests.faultserver --port {{port}} --itl-ms 5"
+    return [sys.executable, "-m", "harness", "bench", "--server", "command",
+            "--server-command", command, "--model", "m", "--workload", str(workload),
+            "--output", str(out), "--power", "none"]
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _gone(procs: list[psutil.Process], timeout_s: float = 15) -> bool:
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    return not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_with_a_managed_server_stops_it(tmp_path: Path, sig: int) -> None:
+    out = tmp_path / "out"
+    proc = start_bench(_server_argv(tmp_path, out))
+    wait_for(lambda: jsonl_count(out) >= 5, what="5 measured requests")
+    children = _descendants(proc.pid)
+    assert any("tests.faultserver" in " ".join(c.cmdline()) for c in children)
+    _finish(proc, sig)
+    assert _gone(children), "the managed server outlived the harness"
+    _check_partial(out, ["partial"])
+    assert list(out.glob("*/*.server.log"))
+
+
+def test_sigkill_mid_run_leaves_every_completed_request_readable(tmp_path: Path) -> None:
+    scenarios = [dict(LONG, name=f"s{i}", requests=8) for i in range(3)]
+    scenarios.append(dict(LONG, name="last"))
+    workload = write_workload(tmp_path / "w.toml", *scenarios)
+    out = tmp_path / "out"
+    with ThreadedFaultServer() as server:
+        proc = start_bench(bench_argv(server.base_url("healthy"), workload, out))
+        wait_for(lambda: len(csv_rows(out)) >= 2 and jsonl_count(out) >= 20,
+                 what="two scenarios written")
+        proc.kill()
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    records = jsonl_records(out)  # every line parses: nothing half-written
+    assert len(records) >= 20
+    (csv_path,) = [p for p in out.glob("*/*.csv") if not p.name.startswith(".")]
+    rows = read_rows(csv_path)  # the CSV is whole (renamed into place)
+    assert len(rows) >= 2 and all(r["status"] == "complete" for r in rows)
+    for row in rows:
+        assert row["requests"] == 8 == sum(1 for r in records
+                                           if r["scenario"] == row["scenario"])
+
+
+def test_sigkill_at_startup_leaves_nothing_broken(tmp_path: Path) -> None:
+    workload = write_workload(tmp_path / "w.toml", LONG)
+    out = tmp_path / "out"
+    with ThreadedFaultServer() as server:
+        proc = start_bench(bench_argv(server.base_url("healthy"), workload, out))
+        time.sleep(1.0)
+        proc.kill()
+        proc.communicate(timeout=30)
+    jsonl_records(out)  # absent, empty or whole lines
+    for path in out.glob("*/*.csv"):
+        if not path.name.startswith("."):
+            read_rows(path)
+
+
+def test_sigkill_with_a_managed_server_leaves_no_orphan(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = start_bench(_server_argv(tmp_path, out))
+    wait_for(lambda: jsonl_count(out) >= 3, what="3 measured requests")
+    children = _descendants(proc.pid)
+    assert children
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert _gone(children), "the managed server outlived a SIGKILLed harness"
+    jsonl_records(out)
