@@ -48,18 +48,18 @@ def _steady_load(seconds: float) -> None:
 
 
 def test_energy_counter_rises_under_load_and_matches_instant_power() -> None:
-    meter = NvmlMeter(visible_devices="0")
+    meter = NvmlMeter()  # the GPUs CUDA_VISIBLE_DEVICES shows; the load runs on the first
     ok, reason = meter.available()
     assert ok, reason
     _steady_load(2.0)  # ramp up clocks before the window
     meter.start()
     _steady_load(8.0)
-    (r,) = meter.stop()
+    r = meter.stop()[0]
     meter.close()
     assert r.method == MEASURED, r.note
     assert r.energy_j is not None and r.energy_j > 0
     integrated = trapezoid_j(r.timeline)
-    print(f"\nGPU 0: counter {r.energy_j:.1f} J, integrated samples {integrated:.1f} J over "
+    print(f"\n{r.domain}: counter {r.energy_j:.1f} J, integrated samples {integrated:.1f} J over "
           f"{r.duration_s:.2f} s, avg {r.avg_power_w:.1f} W, peak {r.peak_power_w:.1f} W, "
           f"{r.samples} samples; {r.note}")
     if "lags" in r.note:
