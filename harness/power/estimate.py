@@ -129,7 +129,7 @@ class EstimateMeter(Meter):
         if self._poller is not None:
             self._poller.stop()
         self.sample()
-        duration = time.perf_counter() - self._t0
+        duration = self._points[-1][0]  # the last sample closes the window
         energy_j = trapezoid_j(self._points)
         steps = self._points[1::2]
         return [Reading(domain="cpu", source=self.name, method=ESTIMATED, energy_j=energy_j,

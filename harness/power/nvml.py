@@ -78,6 +78,7 @@ class NvmlMeter(Meter):
         self._poller: Poller | None = None
         self._lock = threading.Lock()
         self._t0 = 0.0
+        self._t_last = 0.0
 
     # -- library plumbing -------------------------------------------------------------
     @property
@@ -222,7 +223,7 @@ class NvmlMeter(Meter):
     def sample(self) -> None:
         """Read power and memory of every GPU once (the poller calls this at 20 Hz)."""
         with self._lock:
-            t = time.perf_counter() - self._t0
+            t = self._t_last = time.perf_counter() - self._t0
             for g in self.gpus:
                 if g.error:
                     continue
@@ -239,7 +240,7 @@ class NvmlMeter(Meter):
         if self._poller is not None:
             self._poller.stop()
         self.sample()
-        duration = time.perf_counter() - self._t0
+        duration = self._t_last  # the final sample closes the window
         return [self._reading(g, duration) for g in self.gpus]
 
     def _reading(self, g: Gpu, duration: float) -> Reading:

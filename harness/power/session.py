@@ -34,6 +34,7 @@ class PowerSession:
         self._started: list[Meter] = []
         self._start_failures: list[Reading] = []
         self._t0 = 0.0
+        self.last_readings: list[Reading] = []
 
     @property
     def has_meter(self) -> bool:
