@@ -35,7 +35,7 @@ FORCE_LENGTH_FIELDS = ("none", "min_tokens", "ignore_eos", "both")
 # Settings of this backend an [engine] table may hold; every other key of the table is
 # an extra request field sent as is.
 _SETTING_KEYS = {"tokenizer", "force_length", "include_usage", "max_tokens_field",
-                 "check_model", "temperature", "endpoint"}
+                 "check_model", "temperature", "endpoint", "http_client"}
 
 
 @dataclass
@@ -53,6 +53,7 @@ class OpenAIConfig:
     max_tokens_field: str = "max_tokens"  # or max_completion_tokens (newer hosted models)
     check_model: bool = True  # ask GET /models whether the model is served
     temperature: float | None = 0.0
+    http_client: str = "auto"  # auto | aiohttp | httpx: the openai client's transport
     extra_body: dict[str, Any] = field(default_factory=dict)
     server: dict[str, Any] = field(default_factory=dict)  # a managed server's description
 
@@ -101,7 +102,8 @@ def config_from_values(values: dict[str, Any], engine: dict[str, Any]) -> dict[s
         "force_length": engine.pop("force_length", force_default),
         "server": server,
     }
-    for key in ("include_usage", "max_tokens_field", "check_model", "temperature"):
+    for key in ("include_usage", "max_tokens_field", "check_model", "temperature",
+                "http_client"):
         if key in engine:
             cfg[key] = engine.pop(key)
     if cfg["force_length"] not in FORCE_LENGTH_FIELDS:
@@ -123,7 +125,7 @@ def classify_error(exc: BaseException, streaming: bool = False) -> RequestError:
 
     if isinstance(exc, RequestError):
         return exc
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
         return RequestError("timeout", "the request timed out")
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc.__context__
@@ -155,6 +157,20 @@ def classify_error(exc: BaseException, streaming: bool = False) -> RequestError:
     return RequestError("client_error", f"{type(exc).__name__}: {_short(str(exc))}")
 
 
+def _refused(exc: BaseException) -> bool:
+    """True when the cause chain shows a refused or failed connect, not a timeout (the
+    aiohttp transport reports a refused connection as a connect timeout)."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 10:
+        if isinstance(cause, ConnectionRefusedError) or type(cause).__name__ in (
+                "ClientConnectorError", "ClientConnectorDNSError", "ServerDisconnectedError"):
+            return True
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return False
+
+
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -180,6 +196,12 @@ def cost_usd(price: tuple[float, float] | None, input_tokens: int | None,
     return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
 
 
+try:  # the openai client's own fast JSON parser (one of its dependencies)
+    from jiter import from_json as _loads
+except ImportError:  # pragma: no cover
+    _loads = json.loads
+
+
 class ChunkParser:
     """Server-sent events of a completions or chat stream → (text, tokens) per chunk.
 
@@ -197,17 +219,21 @@ class ChunkParser:
         self.usage: dict[str, Any] | None = None
 
     def feed(self, data: bytes) -> list[tuple[str, int]]:
-        self.buffer += data
-        if b"\r" in self.buffer:
-            self.buffer = self.buffer.replace(b"\r\n", b"\n")
+        buf = self.buffer + data if self.buffer else data
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n")  # a split CR LF joins up on the next feed
         out: list[tuple[str, int]] = []
+        pos = 0
         while not self.done:
-            end = self.buffer.find(b"\n\n")
+            end = buf.find(b"\n\n", pos)
             if end < 0:
                 break
-            event, self.buffer = self.buffer[:end], self.buffer[end + 2:]
-            payload = b"\n".join(line[5:].lstrip() for line in event.split(b"\n")
-                                 if line.startswith(b"data:"))
+            event, pos = buf[pos:end], end + 2
+            if event.startswith(b"data:") and b"\n" not in event:
+                payload = event[5:].lstrip()
+            else:
+                payload = b"\n".join(line[5:].lstrip() for line in event.split(b"\n")
+                                     if line.startswith(b"data:"))
             if not payload:
                 continue  # a comment or keep-alive ping
             if payload == b"[DONE]":
@@ -216,11 +242,12 @@ class ChunkParser:
             item = self.chunk(payload)
             if item is not None:
                 out.append(item)
+        self.buffer = buf[pos:]
         return out
 
     def chunk(self, payload: bytes) -> tuple[str, int] | None:
         try:
-            obj = json.loads(payload)
+            obj = _loads(payload)
         except ValueError as exc:
             raise RequestError("bad_response", f"a stream chunk is not JSON ({exc}): "
                                f"{_short(payload.decode(errors='replace'), 120)}") from None
@@ -343,13 +370,37 @@ class OpenAIBackend:
                             ) from None
         cfg = self.config
         self.client = openai.AsyncOpenAI(base_url=cfg.base_url, api_key=self._api_key,
-                                         max_retries=0, timeout=cfg.timeout_s)
-        if cfg.check_model:
-            await self._check_model(openai)
-        if cfg.tokenizer:
-            self.tokenizer = _Tokenizer(cfg.tokenizer)
+                                         max_retries=0, timeout=cfg.timeout_s,
+                                         http_client=self._http_client(openai))
+        try:
+            if cfg.check_model:
+                await self._check_model(openai)
+            if cfg.tokenizer:
+                self.tokenizer = _Tokenizer(cfg.tokenizer)
+        except BaseException:
+            await self.close()  # the caller gets no backend to close
+            raise
         self._price = _api_price(cfg.model)
         return self._info(openai.__version__)
+
+    def _http_client(self, openai: Any) -> Any:
+        """The client's transport: aiohttp (its C HTTP parser costs the client less per
+        chunk; the `openai[aiohttp]` extra) when chosen or, for `auto`, installed."""
+        choice = self.config.http_client
+        if choice not in ("auto", "aiohttp", "httpx"):
+            raise UserError(f"[engine] http_client = {choice!r}: must be auto, aiohttp or "
+                            "httpx")
+        if choice == "httpx":
+            return None
+        try:
+            import aiohttp  # noqa: F401
+
+            return openai.DefaultAioHttpClient(timeout=self.config.timeout_s)
+        except (ImportError, RuntimeError, AttributeError):
+            if choice == "aiohttp":
+                raise UserError("[engine] http_client = 'aiohttp' needs the openai[aiohttp] "
+                                "extra: pip install 'openai[aiohttp]'") from None
+            return None
 
     async def _check_model(self, openai: Any) -> None:
         """GET /models: the endpoint answers, accepts the key, and serves the model."""
@@ -358,7 +409,10 @@ class OpenAIBackend:
         try:
             page = await self.client.with_options(timeout=min(cfg.timeout_s, 30.0)
                                                   ).models.list()
-        except openai.APITimeoutError:
+        except openai.APITimeoutError as exc:
+            if _refused(exc):
+                raise UserError(f"cannot connect to {url} (--base-url): connection refused; "
+                                "is the server running and the URL right?") from None
             raise UserError(f"{url} did not answer GET /models within 30 s (--base-url)"
                             ) from None
         except openai.APIConnectionError as exc:

@@ -107,7 +107,8 @@ async def timing_error(args: argparse.Namespace) -> None:
     k = args.tokens_per_chunk
     proc, url = start_server(args.ttft_ms, args.itl_ms, k)
     try:
-        backend = OpenAIBackend(model="fake-model", base_url=url)
+        backend = OpenAIBackend(model="fake-model", base_url=url,
+                                http_client=args.http_client)
         await backend.open()
         await run_streams(backend, 4, 8, "warm", k > 1)
         fetch_stats(url)
@@ -151,7 +152,8 @@ async def throughput(args: argparse.Namespace) -> None:
     k = args.tokens_per_chunk
     proc, url = start_server(0.0, 0.0, k)
     try:
-        backend = OpenAIBackend(model="fake-model", base_url=url)
+        backend = OpenAIBackend(model="fake-model", base_url=url,
+                                http_client=args.http_client)
         await backend.open()
         await run_streams(backend, 4, 8, "warm", k > 1)
         print(f"2) streamed tokens/s (server: no TTFT, no gap, {k} token(s)/chunk)")
@@ -193,11 +195,16 @@ def main() -> int:
     p.add_argument("--total-tokens", type=int, default=40_000,
                    help="tokens per throughput point, split over the streams")
     p.add_argument("--min-tokens-per-stream", type=int, default=200)
+    p.add_argument("--http-client", default="auto", choices=["auto", "aiohttp", "httpx"],
+                   help="the openai client's transport (auto: aiohttp when installed)")
+    p.add_argument("--skip-timing", action="store_true", help="only the tokens/s part")
     args = p.parse_args()
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} "
           f"{load[2]:.2f}; python {sys.version.split()[0]}")
-    asyncio.run(timing_error(args))
+    print(f"openai client transport: {args.http_client}")
+    if not args.skip_timing:
+        asyncio.run(timing_error(args))
     asyncio.run(throughput(args))
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
