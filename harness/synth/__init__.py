@@ -65,4 +65,4 @@ def resolve_synth_model(spec: str, models_dir: Path) -> Path:
     return out
 
 
-__all__ = ["make_synth", "parse_spec", "resolve_synth_model", "DEFAULT_QUANT"]
+__all__ = ["DEFAULT_QUANT", "make_synth", "parse_spec", "resolve_synth_model"]

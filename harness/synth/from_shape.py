@@ -11,8 +11,7 @@ from pathlib import Path
 from harness.synth.ggml import GGML_BF16, GGML_F16, GGML_F32, QUANT_BPW, quantize_file
 from harness.synth.shapes import Shape
 from harness.synth.vocab import BOS_ID, EOS_ID, UNK_ID, spm_vocab
-from harness.synth.writer import KV, TensorPlan, atomic_output, check_disk, gguf_nbytes, \
-    write_gguf
+from harness.synth.writer import KV, TensorPlan, atomic_output, check_disk, gguf_nbytes, write_gguf
 
 # GGUF value types (gguf.GGUFValueType)
 U32, F32, BOOL, STR, ARR, I32 = 4, 6, 7, 8, 9, 5

@@ -70,7 +70,7 @@ def like_plan(src: Path, seed: int = 0) -> tuple[str, list[KV], list[TensorPlan]
         if name_field is not None else src.stem
     kvs: list[KV] = []
     for key, field in reader.fields.items():
-        if key.startswith("GGUF.") or key in _SKIP_KEYS or key.startswith("harness."):
+        if key.startswith(("GGUF.", "harness.")) or key in _SKIP_KEYS:
             continue
         value, vtype, sub = _field_value(field)
         if key == "general.name":

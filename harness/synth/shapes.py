@@ -119,4 +119,4 @@ def custom_shape(arch: str, hidden: int, ffn: int, layers: int, heads: int, kv_h
     return shape.validate("custom shape")
 
 
-__all__ = ["Shape", "load_presets", "preset_names", "get_preset", "custom_shape", "replace"]
+__all__ = ["Shape", "custom_shape", "get_preset", "load_presets", "preset_names", "replace"]

@@ -114,20 +114,6 @@ def test_hf_folder_config_and_tokenizer(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*partial*"))
 
 
-def test_hf_config_loads_in_transformers(tmp_path: Path) -> None:
-    transformers = pytest.importorskip("transformers")
-    out = tmp_path / "llama-shape"
-    assert main(["model", "synth", "--shape", "llama3-8b", "--format", "hf", "--out",
-                 str(out)]) == 0
-    config = transformers.AutoConfig.from_pretrained(out)
-    assert type(config).__name__ == "LlamaConfig"
-    assert (config.hidden_size, config.num_hidden_layers, config.num_key_value_heads) == (
-        4096, 32, 8)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
-    ids = tokenizer("hello world")["input_ids"]
-    assert ids[0] == 1 and tokenizer.decode(ids[1:]) == "hello world"
-
-
 # ---- ggml quantization: real blocks, finite scales ---------------------------------------
 
 Q = namedtuple("Q", "name type")
