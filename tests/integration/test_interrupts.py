@@ -6,6 +6,7 @@ readable (JSONL lines all valid) and the CSV absent or valid."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,8 +16,9 @@ import pytest
 
 from harness.results import read_rows
 from tests.faultserver import ThreadedFaultServer
-from tests.reliability_support import (bench_argv, csv_rows, jsonl_count, jsonl_records,
-                                       start_bench, wait_for, write_workload)
+from tests.reliability_support import (ROOT, bench_argv, csv_rows, jsonl_count,
+                                       jsonl_records, start_bench, wait_for,
+                                       write_workload)
 
 pytestmark = pytest.mark.slow
 CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -175,3 +177,13 @@ def test_sigkill_with_a_managed_server_leaves_no_orphan(tmp_path: Path) -> None:
     proc.communicate(timeout=30)
     assert _gone(children), "the managed server outlived a SIGKILLed harness"
     jsonl_records(out)
+
+
+def test_short_soak_keeps_every_request_and_leaks_no_descriptor() -> None:
+    # bench/soak.py --check: exit 1 when RSS or open descriptors grow past its limits
+    # after the first scenario, or a request is missing from the JSONL.
+    proc = subprocess.run([sys.executable, "bench/soak.py", "--seconds", "16",
+                           "--scenario-seconds", "4", "--max-growth-mb", "40", "--check"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verdict: flat" in proc.stdout
