@@ -420,6 +420,10 @@ class ManagedServer:
 def managed_server_for(values: dict[str, Any], workload: Any = None) -> ManagedServer:
     """The managed server that `--server KIND` (and its settings) names; not started."""
     kind = str(values.get("server") or "")
+    backend = values.get("backend")
+    if backend not in (None, "openai", "vllm"):
+        raise UserError(f"--server {kind} is benchmarked over HTTP: use --backend openai "
+                        f"(or leave --backend out), not --backend {backend}")
     if kind not in SERVER_KINDS:
         raise UserError(f"unknown --server {kind!r}; known: {', '.join(SERVER_KINDS)}."
                         + did_you_mean(kind, list(SERVER_KINDS)))

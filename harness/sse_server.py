@@ -88,6 +88,7 @@ class FakeOpenAIServer:
                  port: int = 0) -> None:
         self.state = FakeServerState(timing or FakeTiming())
         self.host, self.port = host, port
+        self._frames: dict[tuple, bytes] = {}
         self._server: asyncio.base_events.Server | None = None
 
     @property
@@ -238,11 +239,17 @@ class FakeOpenAIServer:
             if req.get("fake_bad_json") and i == 1:
                 writer.write(_raw_sse(b"{not json"))
             else:
-                writer.write(_sse({"id": "fake-1", "object": kind, "created": 0,
-                                   "model": timing.model, "choices": [choice]}))
+                key = (kind, text, finish, bool(logprobs), i == 0)
+                frame = self._frames.get(key)
+                if frame is None:  # the same few frames repeat: encode each once
+                    frame = self._frames[key] = _sse({"id": "fake-1", "object": kind,
+                                                      "created": 0, "model": timing.model,
+                                                      "choices": [choice]})
+                writer.write(frame)
             if tag is not None:
                 stamps.append(time.perf_counter_ns())
-            await writer.drain()
+            if writer.transport.get_write_buffer_size() > 65536:
+                await writer.drain()
         if usage_wanted:
             n_in = len(str(prompt or "").split())
             writer.write(_sse({"id": "fake-1", "object": kind, "created": 0,
