@@ -187,3 +187,23 @@ def test_short_soak_keeps_every_request_and_leaks_no_descriptor() -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verdict: flat" in proc.stdout
+
+
+def test_double_sigint_with_a_managed_server(tmp_path: Path) -> None:
+    # An impatient second Ctrl-C: the shell still sees 130 (killed by SIGINT), the files
+    # stay valid and the server is stopped.
+    out = tmp_path / "out"
+    proc = start_bench(_server_argv(tmp_path, out))
+    wait_for(lambda: jsonl_count(out) >= 5, what="5 measured requests")
+    children = _descendants(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode in (130, -signal.SIGINT)
+    assert _gone(children), "the managed server outlived the harness"
+    records = jsonl_records(out)
+    for path in out.glob("*/*.csv"):
+        if not path.name.startswith("."):
+            for row in read_rows(path):
+                assert row["requests"] <= len(records)
