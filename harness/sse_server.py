@@ -260,7 +260,11 @@ class FakeOpenAIServer:
         await writer.drain()
         self.state.done += 1
         if timing.exit_after is not None and self.state.done >= timing.exit_after:
-            os._exit(0)  # a server that dies: later requests find the port closed
+            # A server that dies: what it wrote goes out, later requests find it gone.
+            while writer.transport.get_write_buffer_size():
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.05)
+            os._exit(0)
         return True
 
 

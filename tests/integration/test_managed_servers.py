@@ -107,7 +107,7 @@ def test_a_server_that_dies_mid_run_gives_error_records_and_the_run_goes_on(tmp_
     result = bench(tmp_path, "--server", "command", "--server-command", cmd)
     assert result.returncode == 0, result.stderr
     (row,) = rows(tmp_path)
-    assert row["requests"] == "6" and row["errors"] == "3"
+    assert row["requests"] == "6" and row["errors"] == "3", (row["error_kinds"], row["notes"])
     assert "connection=3" in row["error_kinds"] or "stream_cut" in row["error_kinds"]
     kept = [r for r in records(tmp_path) if r["ok"]]
     assert len(kept) == 3 and all(r["output_tokens"] == 5 for r in kept)
