@@ -74,7 +74,6 @@ def config_from_values(values: dict[str, Any], engine: dict[str, Any]) -> dict[s
                            "timeout_s": float(values.get("timeout") or 600.0)}
     if values.get("base_url"):
         from backends.openai_api import config_from_values as openai_config
-
         from harness.servers import SERVER_ENGINE_KEYS
 
         client = {k: engine.pop(k) for k in list(engine) if k in CLIENT_KEYS}
@@ -83,7 +82,10 @@ def config_from_values(values: dict[str, Any], engine: dict[str, Any]) -> dict[s
         if values.get("server_info", {}).get("engine_args") is not None:
             engine = dict(values["server_info"]["engine_args"])
         served = values.get("served_model_name") or values.get("model")
-        cfg["openai"] = openai_config({**values, "model": served,
+        # Prompts are sized with the served model's own tokenizer: the local directory,
+        # else the hub id (vLLM serves hub models by id), unless --tokenizer says otherwise.
+        tokenizer = values.get("tokenizer") or client.pop("tokenizer", None) or str(model)
+        cfg["openai"] = openai_config({**values, "model": served, "tokenizer": tokenizer,
                                        "server": values.get("server") or "vllm"}, client)
         cfg["base_url"] = cfg["openai"]["base_url"]
         cfg["server"] = dict(values.get("server_info") or {})
@@ -151,8 +153,13 @@ def server_spec(values: dict[str, Any], workload: Any, port: int) -> Any:
     import importlib.util
     import sys
 
-    from harness.servers import LOOPBACK, SERVER_ENGINE_KEYS, ServerSpec
-    from harness.servers import _health_timeout, _server_args
+    from harness.servers import (
+        LOOPBACK,
+        SERVER_ENGINE_KEYS,
+        ServerSpec,
+        _health_timeout,
+        _server_args,
+    )
 
     model = values.get("model")
     if not model:
@@ -508,7 +515,7 @@ class VLLMBackend:
 
     def _metrics_url(self) -> str:
         base = (self.config.base_url or "").rstrip("/")
-        return (base[:-3] if base.endswith("/v1") else base) + "/metrics"
+        return base.removesuffix("/v1") + "/metrics"
 
     async def _scrape(self) -> Any:
         from harness.prometheus import parse_metrics
@@ -529,7 +536,7 @@ class VLLMBackend:
             await asyncio.sleep(METRICS_SAMPLE_S)
             try:
                 page = await self._scrape()
-            except Exception:  # noqa: BLE001 - a missed sample is not an error
+            except Exception:  # noqa: BLE001, S112 - a missed sample is not an error
                 continue
             for key, names in (("kv_cache_usage", VLLM_KV_USAGE),
                                ("requests_running", VLLM_RUNNING)):

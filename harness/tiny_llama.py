@@ -21,9 +21,9 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 
-SHAPE = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-             num_attention_heads=4, num_key_value_heads=2, head_dim=64,
-             max_position_embeddings=4096)
+SHAPE = {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
+         "max_position_embeddings": 4096}
 VOCAB_SIZE = 2048
 MARKER = "harness_tiny_llama.json"
 

@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.vllm_support import harness, require_vllm, result_files, tiny_model
-from tests.integration.vllm_support import write_workload
+from tests.integration.vllm_support import (
+    harness,
+    require_vllm,
+    result_files,
+    tiny_model,
+    write_workload,
+)
 
 pytestmark = pytest.mark.slow
 require_vllm()

@@ -13,8 +13,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.integration.vllm_support import ROOT, VLLM_ENV, harness, require_vllm
-from tests.integration.vllm_support import result_files, tiny_model, write_workload
+from tests.integration.vllm_support import (
+    ROOT,
+    VLLM_ENV,
+    harness,
+    require_vllm,
+    result_files,
+    tiny_model,
+    write_workload,
+)
 
 pytestmark = pytest.mark.slow
 require_vllm()
@@ -35,7 +42,7 @@ def test_serve_c1_c8_rows_server_metrics_and_batching_gain(tmp_path: Path,
     files = result_files(out)
     rows = {int(r["concurrency"]): r for r in files["rows"]}
     assert set(rows) == {1, 8}
-    for c, row in rows.items():
+    for row in rows.values():
         assert (row["backend"], row["engine"], row["load_mode"]) == ("vllm", "vllm", "closed")
         assert row["engine_version"] == __import__("vllm").__version__
         assert row["requests"] == "16" and row["errors"] == "0", row["error_kinds"]
@@ -95,7 +102,7 @@ def test_server_killed_mid_run_keeps_completed_requests_and_says_so(tmp_path: Pa
                    if "vllm.entrypoints.openai.api_server" in " ".join(p.cmdline())]
         assert servers, "no vLLM server process found"
         servers[0].kill()
-        stdout, stderr = proc.communicate(timeout=300)
+        _, stderr = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
