@@ -35,10 +35,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.base import Request  # noqa: E402
-from backends.openai_api import OpenAIBackend  # noqa: E402
-from harness.metrics import percentile  # noqa: E402
-from harness.runner import measure_request  # noqa: E402
+from backends.base import Request
+from backends.openai_api import OpenAIBackend
+from harness.metrics import percentile
+from harness.runner import measure_request
 
 
 def start_server(ttft_ms: float, itl_ms: float, tokens_per_chunk: int) -> tuple[Any, str]:

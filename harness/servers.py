@@ -109,7 +109,7 @@ def llama_cpp_python_spec(values: dict[str, Any], workload: Any, port: int) -> S
 
     try:
         import llama_cpp
-        import llama_cpp.server  # noqa: F401 - checks the server extra is installed
+        import llama_cpp.server
     except ImportError as exc:
         raise UserError(f"--server llama-cpp-python needs llama-cpp-python with its server "
                         f"extra ({exc}): pip install -e '.[llamacpp]'") from None
@@ -408,7 +408,7 @@ class ManagedServer:
         await self.wait_healthy()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await asyncio.to_thread(self.stop)
         if self._attached is not None and self._attached.exists():
             try:
@@ -431,5 +431,12 @@ def managed_server_for(values: dict[str, Any], workload: Any = None) -> ManagedS
     return ManagedServer(spec)
 
 
-__all__ = ["ManagedServer", "SERVER_ENGINE_KEYS", "SERVER_KINDS", "ServerSpec", "free_port",
-           "managed_server_for", "register_server_kind"]
+__all__ = [
+    "SERVER_ENGINE_KEYS",
+    "SERVER_KINDS",
+    "ManagedServer",
+    "ServerSpec",
+    "free_port",
+    "managed_server_for",
+    "register_server_kind",
+]

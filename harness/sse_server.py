@@ -110,7 +110,7 @@ class FakeOpenAIServer:
     async def __aenter__(self) -> FakeOpenAIServer:
         return await self.start()
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     async def _handle(self, reader: asyncio.StreamReader,

@@ -38,7 +38,7 @@ def test_bench_through_a_managed_llama_cpp_server(tmp_path):
         [sys.executable, "-m", "harness", "bench", "--server", "llama-cpp-python",
          "--workload", str(wl), "--concurrency", "1,4", "--n-threads", "1",
          "--output", str(out_dir), "--power", "none", "--quiet"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
 
     (csv_path,) = list(out_dir.glob("*/*.csv"))

@@ -52,7 +52,7 @@ def bench(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.Com
     wl.write_text(WORKLOAD)
     return subprocess.run([*HARNESS, "bench", "--workload", str(wl), "--output",
                            str(tmp_path / "out"), "--power", "none", "--quiet", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, **(env or {})})
 
 

@@ -4,6 +4,7 @@ generator driving the real `openai` backend against the local SSE server."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 
 import pytest
@@ -36,7 +37,7 @@ def test_burstier_shape_means_more_short_gaps():
     # With the same mean, a gamma of shape 0.25 packs arrivals closer more often.
     bursty = _gaps("gamma", 1.0, 0.25)
     smooth = _gaps("gamma", 1.0, 4.0)
-    short = lambda gs: sum(1 for g in gs if g < 0.1) / len(gs)  # noqa: E731
+    short = lambda gs: sum(1 for g in gs if g < 0.1) / len(gs)
     assert short(bursty) > 3 * short(smooth)
 
 
@@ -57,10 +58,10 @@ def test_offsets_start_at_zero_and_respect_their_bound():
     assert len(both) == 3
 
 
-@pytest.mark.parametrize("kwargs", [dict(kind="poisson", rate_rps=0),
-                                    dict(kind="poisson", rate_rps=-1),
-                                    dict(kind="zipf", rate_rps=1),
-                                    dict(kind="gamma", rate_rps=1, burstiness=0)])
+@pytest.mark.parametrize("kwargs", [{"kind": "poisson", "rate_rps": 0},
+                                    {"kind": "poisson", "rate_rps": -1},
+                                    {"kind": "zipf", "rate_rps": 1},
+                                    {"kind": "gamma", "rate_rps": 1, "burstiness": 0}])
 def test_bad_schedule_arguments_are_rejected(kwargs):
     with pytest.raises(ValueError):
         next(arrival_gaps_s(**kwargs))
@@ -85,8 +86,8 @@ def test_lag_note_warns_only_when_the_generator_fell_behind():
 
 
 def _scenario(**kw) -> Scenario:
-    base = dict(name="open", input_tokens=TokenDist("fixed", mean=4, max=4), output_tokens=4,
-                requests=12, arrival="constant")
+    base = {"name": "open", "input_tokens": TokenDist("fixed", mean=4, max=4),
+            "output_tokens": 4, "requests": 12, "arrival": "constant"}
     base.update(kw)
     return Scenario(**base)
 
@@ -122,7 +123,7 @@ def test_open_loop_sends_on_schedule_when_the_server_keeps_up():
     records, seen, _ = asyncio.run(_open_loop(timing, _scenario(), rate=40.0, cap=16))
     assert len(records) == 12 and len(seen) == 12 and all(r.ok for r in records)
     scheduled = sorted(r.scheduled_ns for r in records)
-    gaps_ms = [(b - a) / 1e6 for a, b in zip(scheduled, scheduled[1:])]
+    gaps_ms = [(b - a) / 1e6 for a, b in itertools.pairwise(scheduled)]
     assert gaps_ms == pytest.approx([25.0] * 11, abs=0.01)  # constant arrivals at 40/s
     assert all(r.send_lag_ms is not None and r.send_lag_ms >= 0 for r in records)
 

@@ -8,10 +8,16 @@ import asyncio
 import pytest
 
 from backends.base import Request, RequestError
-from backends.openai_api import (ChunkParser, OpenAIBackend, config_from_values, cost_usd,
-                                 is_loopback, public_url)
+from backends.openai_api import (
+    ChunkParser,
+    OpenAIBackend,
+    config_from_values,
+    cost_usd,
+    is_loopback,
+    public_url,
+)
 from harness.errors import UserError
-from harness.models import DEFAULT_MODELS_DIR, DEFAULT_MODEL_FILE
+from harness.models import DEFAULT_MODEL_FILE, DEFAULT_MODELS_DIR
 from harness.runner import measure_request
 from harness.sse_server import FakeOpenAIServer, FakeTiming
 
