@@ -14,11 +14,13 @@ stream_cut, bad_response) and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -286,6 +288,21 @@ class ChunkParser:
         return (text, n) if text or n else None
 
 
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (native libraries' own prints) for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 class _Tokenizer:
     """Counts tokens with a GGUF vocabulary (llama.cpp) or a Hugging Face tokenizer."""
 
@@ -302,8 +319,9 @@ class _Tokenizer:
                 raise UserError("counting with a GGUF tokenizer needs llama-cpp-python: "
                                 "pip install -e '.[llamacpp]'") from None
             try:
-                self._llama = llama_cpp.Llama(model_path=str(path), vocab_only=True,
-                                              verbose=False)
+                with quiet_stderr():  # llama.cpp warns about the context of a vocab-only load
+                    self._llama = llama_cpp.Llama(model_path=str(path), vocab_only=True,
+                                                  verbose=False)
             except (ValueError, RuntimeError, OSError) as exc:
                 raise UserError(f"cannot read the tokenizer of {path}: {exc}") from None
             self.metadata = dict(self._llama.metadata)

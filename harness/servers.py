@@ -160,8 +160,11 @@ def _gguf_metadata(path: Path) -> dict[str, str]:
     """A GGUF's metadata, read with llama.cpp's vocab-only loader (no weights)."""
     import llama_cpp
 
+    from backends.openai_api import quiet_stderr
+
     try:
-        llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        with quiet_stderr():
+            llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     except (ValueError, RuntimeError, OSError) as exc:
         raise UserError(f"llama.cpp cannot read {path}: {exc}") from None
     try:
@@ -217,13 +220,23 @@ def register_server_kind(name: str, builder: ServerBuilder) -> None:
     SERVER_KINDS[name] = builder
 
 
-def _set_pdeathsig() -> None:  # runs in the child between fork and exec (Linux)
+def _pdeathsig_hook() -> Callable[[], None] | None:
+    """A child hook asking Linux to SIGTERM the server if the harness dies; resolved in
+    the parent so the child (between fork and exec) only calls into libc."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - best effort
-        pass
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    term = int(signal.SIGTERM)
+
+    def hook() -> None:
+        prctl(1, term)  # PR_SET_PDEATHSIG
+
+    return hook
 
 
 def _mask_secrets(argv: list[str]) -> list[str]:
@@ -276,7 +289,7 @@ class ManagedServer:
                     self.spec.argv, stdout=log, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, start_new_session=True,
                     env={**os.environ, **self.spec.env},
-                    preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None)
+                    preexec_fn=_pdeathsig_hook())  # noqa: PLW1509 - only calls prctl
             except (FileNotFoundError, PermissionError, OSError) as exc:
                 raise UserError(f"--server {self.spec.kind}: cannot start "
                                 f"{self.spec.argv[0]!r}: {exc.strerror or exc}") from None
