@@ -479,6 +479,8 @@ class OpenAIBackend:
             "base_url": public_url(cfg.base_url), "endpoint": cfg.endpoint or "per scenario",
             "api_key_env": cfg.api_key_env, "timeout_s": cfg.timeout_s,
             "tokenizer": cfg.tokenizer or "", "force_length": cfg.force_length,
+            # none: the server may stop early; N_out is what it produced (long_answer)
+            "output_length_forced": cfg.force_length != "none",
             "include_usage": cfg.include_usage, "max_tokens_field": cfg.max_tokens_field,
             "temperature": cfg.temperature, "extra_body": cfg.extra_body,
             "client": f"openai-python {sdk_version}", "retries": 0,
