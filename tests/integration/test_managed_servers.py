@@ -186,3 +186,42 @@ def test_secrets_in_server_command_lines_are_masked():
     argv = ["srv", "--api-key", "sk-1234567890", "--api_token=abc123456", "--port", "80"]
     assert _mask_secrets(argv) == ["srv", "--api-key", "***", "--api_token=***", "--port",
                                    "80"]
+
+
+def test_llama_cpp_python_command_line_has_the_honest_flags():
+    pytest.importorskip("llama_cpp.server")
+    from harness.models import default_model
+    from harness.servers import llama_cpp_python_spec
+    from workloads.spec import load_workload
+
+    path = default_model()
+    spec = llama_cpp_python_spec({"n_threads": 3, "engine": {"server_args": ["--verbose",
+                                                                           "False"]}},
+                                 load_workload("smoke"), 12345)
+    argv = " ".join(spec.argv)
+    assert spec.base_url == "http://127.0.0.1:12345/v1" and spec.model == path.stem
+    for flag in ("-m llama_cpp.server", f"--model {path}", "--logits_all False",
+                 "--interrupt_requests False", "--chat_format gemma", "--port 12345",
+                 "--host 127.0.0.1", "--n_threads 3", "--n_threads_batch 3"):
+        assert flag in argv, flag
+    assert argv.endswith("--verbose False") and spec.tokenizer == str(path)
+    assert spec.info["engine_version"] and spec.info["model_path"] == str(path)
+    # [engine] chat_format wins over the choice made from the GGUF's metadata.
+    spec = llama_cpp_python_spec({"engine": {"chat_format": "chatml"}}, None, 1)
+    assert "--chat_format chatml" in " ".join(spec.argv)
+
+
+def test_server_kinds_are_pluggable():
+    from harness.servers import SERVER_KINDS, ServerSpec, register_server_kind
+
+    def mine(values, workload, port):
+        return ServerSpec(kind="mine", argv=["true"], base_url=f"http://127.0.0.1:{port}/v1",
+                          model="m")
+    register_server_kind("mine", mine)
+    try:
+        server = managed_server_for({"server": "mine"})
+        assert server.spec.kind == "mine" and server.model == "m"
+    finally:
+        SERVER_KINDS.pop("mine")
+    with pytest.raises(UserError, match="--backend openai"):
+        managed_server_for({"server": "command", "backend": "llamacpp"})
