@@ -4,9 +4,10 @@ Makes (once, into .models/) the random-weight twin of a real GGUF with
 `harness model synth --like` semantics (same metadata, tokenizer and per-tensor
 quantization types), loads both in the llamacpp backend, and sends both the same
 requests through `harness.runner.measure_request`: a prefill scenario (pp512, 1 output
-token) and a decode scenario (tg128, forced length). Rounds alternate the order A B, B A,
-... so drift in machine load hits both alike. Prints per-model means, the twin/real ratio
-(of the means and the median of per-round ratios) and the load average.
+token) and a decode scenario (tg128, forced length). Requests go in pairs, the same prompt
+to each model, the order alternating pair by pair (A B, B A, ...), so drift in machine load
+hits both alike. Prints each model's figures over all its requests (as `harness bench`
+computes them), the twin/real ratio, the median of per-pair ratios, and the load average.
 
 Speeds are printed, never asserted. Example:
   .venv/bin/python bench/synth_twin.py                       # the default model's twin
@@ -35,25 +36,47 @@ from workloads.spec import load_workload  # noqa: E402
 FIGURES = ("prefill_tok_s", "engine_prefill_tok_s", "decode_tok_s", "engine_decode_tok_s")
 
 
-async def run_block(backend: LlamaCppBackend, factories: dict, rnd: int,
-                    requests: int) -> dict[str, float | None]:
-    """One model, one round: a warmup then `requests` of each scenario."""
+def request_rates(r) -> dict[str, float | None]:
+    """The four figures of one request (None where the request does not define one)."""
+    return {
+        "prefill_tok_s": r.prefill_tok_s,
+        "engine_prefill_tok_s": (r.engine_prefill_tokens / r.engine_prefill_ms * 1000
+                                 if r.engine_prefill_ms else None),
+        "decode_tok_s": 1000 / r.tpot_ms if r.tpot_ms else None,
+        "engine_decode_tok_s": (r.engine_decode_tokens / r.engine_decode_ms * 1000
+                                if r.engine_decode_ms and r.engine_decode_tokens else None),
+    }
+
+
+async def run_round(backends: dict, factories: dict, rnd: int, requests: int,
+                    records: dict, pairs: dict) -> None:
+    """One round: per scenario a warmup on each model, then `requests` request pairs,
+    the same prompt to both, the order alternating pair by pair."""
     point = SweepPoint(concurrency=1)
-    out: dict[str, float | None] = {}
-    for name, factory in factories.items():
-        await measure_request(backend, factory.make("warmup", rnd, point), name, -1, 600)
-        records = [await measure_request(backend, factory.make(rnd, i, point), name, rnd, 600)
-                   for i in range(requests)]
-        if any(not r.ok for r in records):
-            raise SystemExit(f"{name}: a request failed: {records}")
-        s = scenario_summary(records)
-        if name == "pp512":
-            out["prefill_tok_s"] = s["prefill_tok_s"]
-            out["engine_prefill_tok_s"] = s["engine_prefill_tok_s"]
-        else:
-            out["decode_tok_s"] = s["decode_tok_s"]
-            out["engine_decode_tok_s"] = s["engine_decode_tok_s"]
-    return out
+    for name in ("pp512", "tg128"):
+        for label in ("real", "twin"):
+            await measure_request(backends[label], factories[label][name].make(
+                "warmup", rnd, point), name, -1, 600)
+        for i in range(requests):
+            order = ("real", "twin") if (rnd * requests + i) % 2 == 0 else ("twin", "real")
+            pair = {}
+            for label in order:
+                rec = await measure_request(backends[label], factories[label][name].make(
+                    rnd, i, point), name, rnd, 600)
+                if not rec.ok:
+                    raise SystemExit(f"{label} {name}: request failed: {rec.error_message}")
+                records[label][name].append(rec)
+                pair[label] = request_rates(rec)
+            for k in FIGURES[:2] if name == "pp512" else FIGURES[2:]:
+                if pair["real"][k] and pair["twin"][k]:
+                    pairs[k].append(pair["twin"][k] / pair["real"][k])
+
+
+def summarize(records: dict) -> dict[str, float | None]:
+    pp, tg = scenario_summary(records["pp512"]), scenario_summary(records["tg128"])
+    return {"prefill_tok_s": pp["prefill_tok_s"],
+            "engine_prefill_tok_s": pp["engine_prefill_tok_s"],
+            "decode_tok_s": tg["decode_tok_s"], "engine_decode_tok_s": tg["engine_decode_tok_s"]}
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -77,15 +100,13 @@ async def main(args: argparse.Namespace) -> int:
         factories[label] = {n: PromptFactory(workload, s, lambda t, b=b: b.count_tokens(
             t, prompt=True)) for n, s in scenarios.items()}
     load_start = os.getloadavg()
-    results: dict[str, list[dict]] = {"real": [], "twin": []}
+    records = {label: {"pp512": [], "tg128": []} for label in models}
+    pairs: dict[str, list[float]] = {k: [] for k in FIGURES}
     try:
         for rnd in range(args.rounds):
-            order = ("real", "twin") if rnd % 2 == 0 else ("twin", "real")
-            for label in order:
-                results[label].append(await run_block(backends[label], factories[label], rnd,
-                                                      args.requests))
-            r, t = results["real"][-1], results["twin"][-1]
-            print(f"round {rnd + 1}/{args.rounds} ({order[0]} first) load {load_avg_1m()}: "
+            await run_round(backends, factories, rnd, args.requests, records, pairs)
+            r, t = summarize(records["real"]), summarize(records["twin"])
+            print(f"after round {rnd + 1}/{args.rounds}, load {load_avg_1m()}: "
                   + "  ".join(f"{k} {r[k]:.1f}/{t[k]:.1f}" for k in FIGURES), flush=True)
     finally:
         for b in backends.values():
@@ -95,17 +116,14 @@ async def main(args: argparse.Namespace) -> int:
           f"{load_start[2]:.2f}, at end {load_end[0]:.2f}/{load_end[1]:.2f}/"
           f"{load_end[2]:.2f}; {os.cpu_count()} CPUs")
     print(f"{'figure (tok/s)':24} {'real':>9} {'twin':>9} {'twin/real':>10} "
-          f"{'median round ratio':>19} {'real cv':>8}")
+          f"{'median pair ratio':>18} {'pairs':>6}")
+    real, twin = summarize(records["real"]), summarize(records["twin"])
     worst = 0.0
     for k in FIGURES:
-        rv = [x[k] for x in results["real"]]
-        tv = [x[k] for x in results["twin"]]
-        ratio = statistics.mean(tv) / statistics.mean(rv)
-        per_round = statistics.median(t / r for t, r in zip(tv, rv))
-        cv = statistics.pstdev(rv) / statistics.mean(rv)
+        ratio = twin[k] / real[k]
         worst = max(worst, abs(ratio - 1))
-        print(f"{k:24} {statistics.mean(rv):9.1f} {statistics.mean(tv):9.1f} {ratio:10.3f} "
-              f"{per_round:19.3f} {cv:8.1%}")
+        print(f"{k:24} {real[k]:9.1f} {twin[k]:9.1f} {ratio:10.3f} "
+              f"{statistics.median(pairs[k]):18.3f} {len(pairs[k]):6d}")
     print(f"\nlargest twin/real difference: {worst:.1%} "
           f"({'within' if worst <= 0.05 else 'NOT within'} 5%)")
     return 0
@@ -116,6 +134,6 @@ if __name__ == "__main__":
     parser.add_argument("--real", default=None, help="real GGUF (default: the default model)")
     parser.add_argument("--rounds", type=int, default=6, help="A/B rounds (default 6)")
     parser.add_argument("--requests", type=int, default=3,
-                        help="measured requests per scenario per block (default 3)")
+                        help="request pairs per scenario per round (default 3)")
     parser.add_argument("--n-threads", type=int, default=None)
     sys.exit(asyncio.run(main(parser.parse_args())))
