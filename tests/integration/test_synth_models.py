@@ -161,3 +161,26 @@ def test_synth_reference_is_generated_once_and_reused(tmp_path: Path,
     second = resolve_gguf("synth:tiny-test-q8_0", tmp_path)
     assert second == first and second.stat().st_mtime_ns == stamp
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporaries left
+
+
+def test_interrupted_generation_leaves_no_file(tmp_path: Path) -> None:
+    """Ctrl-C while a 2.5 GB F16 file is being written: exit 130, nothing left behind."""
+    import signal
+    import time
+
+    out = tmp_path / "m" / "llama1b.gguf"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "model", "synth", "--shape",
+                             "llama3.2-1b", "--quant", "f16", "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        partial = list(out.parent.glob(".*partial*")) if out.parent.exists() else []
+        if partial and partial[0].stat().st_size > 50e6:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert list(out.parent.iterdir()) == []
