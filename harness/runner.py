@@ -340,7 +340,8 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
                 lag = lag_note(records, point.rate_rps, point.concurrency)
                 if lag:
                     notes.append(lag)
-                    progress.update(f"{label} warning: {lag}", final=True)
+                    sys.stderr.write(("\r\033[K" if sys.stderr.isatty() else "")  # also --quiet
+                                     + f"{label} warning: {lag}\n")
             row.update(per_token_columns(row.get("energy_j"), row.get("input_tokens"),
                                          row.get("output_tokens")))
             if getattr(backend, "run_batch", None) is not None:

@@ -225,3 +225,20 @@ def test_server_kinds_are_pluggable():
         SERVER_KINDS.pop("mine")
     with pytest.raises(UserError, match="--backend openai"):
         managed_server_for({"server": "command", "backend": "llamacpp"})
+
+
+def test_a_generator_that_falls_behind_says_so_in_the_row(tmp_path):
+    wl = tmp_path / "capped.toml"
+    wl.write_text(WORKLOAD.replace("output_tokens = 5", "output_tokens = 5\n"
+                                   "max_in_flight = 1\narrival = \"constant\""))
+    slow = SSE.replace("--ttft-ms 2", "--ttft-ms 60")
+    result = subprocess.run(
+        [*HARNESS, "bench", "--workload", str(wl), "--rate", "100", "--output",
+         str(tmp_path / "out"), "--power", "none", "--quiet", "--server", "command",
+         "--server-command", slow], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert result.returncode == 0, result.stderr
+    (row,) = rows(tmp_path)
+    assert row["concurrency"] == "1" and float(row["send_lag_ms_p99"]) > 200
+    assert "fell behind its schedule" in row["notes"]
+    assert "fell behind" in result.stderr
