@@ -122,8 +122,10 @@ def cost_plot_svg(result: dict[str, Any]) -> str:
 
 def write_cost_plot(path: Path, result: dict[str, Any]) -> None:
     """Save the plot; the format follows the suffix (.svg, .png, .pdf)."""
-    fig = cost_figure(result)
+    import matplotlib
+
     fmt = path.suffix.lower().lstrip(".") or "svg"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format=fmt)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        cost_figure(result).savefig(path, format=fmt)
 
