@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                     scenario_end_idx.extend([len(samples) - 1] * (n - rows_seen))
                     rows_seen = n
             time.sleep(0.5)
-        stdout, stderr = bench.communicate()
+        _, stderr = bench.communicate()
         wall_s = time.monotonic() - t0
     finally:
         server.terminate()

@@ -149,6 +149,7 @@ async def run_open_loop(backend: Any, make_request: Callable[[int], Request], sc
     except BaseException:
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # all ended before the row
         raise
     return records
 

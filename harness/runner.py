@@ -224,14 +224,26 @@ async def run_closed_loop(backend: Backend, make_request: Callable[[int], Reques
         return next_index - 1
 
     async def worker() -> None:
+        task = asyncio.current_task()
         while (index := take()) is not None:
             request = make_request(index)
             record = await measure_request(backend, request, scenario.name, repetition,
                                            timeout_s)
             records.append(record)
             on_record(record)
+            if task is not None and task.cancelling():
+                # A cancel that came as the request ended (asyncio.wait_for returns the
+                # result then): keep the record, then stop like the other workers.
+                raise asyncio.CancelledError
 
-    await asyncio.gather(*(worker() for _ in range(point.concurrency)))
+    workers = [asyncio.ensure_future(worker()) for _ in range(point.concurrency)]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:  # interrupted: every worker ends before the row is written,
+            w.cancel()     # so the row counts exactly the requests in the JSONL
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
     return records
 
 

@@ -121,7 +121,7 @@ def install_output_redaction() -> None:
             record = factory(*args, **kwargs)
             try:
                 record.msg, record.args = redact(record.getMessage()), None
-            except Exception:  # noqa: BLE001 - a malformed record is logged as it is
+            except Exception:  # noqa: BLE001, S110 - a malformed record is logged as it is
                 pass
             return record
 

@@ -270,7 +270,7 @@ class ThreadedFaultServer:
         asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(10)
         return self.server
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)

@@ -40,7 +40,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_bench(argv: list[str], env: dict[str, str] | None = None,
               timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
+    return subprocess.run(argv, check=False, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
                           env=env or clean_env())
 
 

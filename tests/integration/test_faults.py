@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.faultserver import FAULTS, ThreadedFaultServer
-from tests.reliability_support import (bench_argv, clean_env, csv_rows, jsonl_records,
-                                       run_bench, write_workload)
+from tests.reliability_support import (
+    bench_argv,
+    clean_env,
+    csv_rows,
+    jsonl_records,
+    run_bench,
+    write_workload,
+)
 
 pytestmark = pytest.mark.slow
 TIMEOUT_S, STALL_S = 3.0, 1.0
