@@ -364,6 +364,11 @@ def select_measurements(frame: Any, concurrency: int | None = None,
     chosen = []
     for _, group in df.groupby(group_cols, dropna=False, sort=False):
         best = group.sort_values("total_throughput_tok_s", kind="stable").iloc[-1]
+        runs = group["run_id"].nunique() if "run_id" in group.columns else 1
+        if runs > 1:
+            notes.append(f"scenario {best['scenario']!r} on {best.get('machine_id')} has rows "
+                         f"from {runs} runs; the fastest row was used (give one run's CSV "
+                         "to choose)")
         chosen.append(measured_from_row(best.to_dict(), selection))
     return chosen, notes
 
@@ -768,8 +773,9 @@ def _bench_summary(rows: list[dict[str, Any]], catalog: Catalog | None) -> str:
 
     from harness.prices import load_catalog
 
+    # Rows with an API cost ran on a priced hosted API: not a machine to price.
     usable = [r for r in rows if (_num(r.get("total_throughput_tok_s")) or 0) > 0
-              and r.get("status") != "partial"]
+              and r.get("status") != "partial" and _num(r.get("api_cost_usd")) is None]
     if not usable:
         return ""
     result = analyse_frame(pd.DataFrame(usable), catalog or load_catalog())

@@ -250,3 +250,15 @@ def test_report_entry_points_give_an_svg(tmp_path):
     svg = cost_plot_svg(result)
     assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
     assert "h100-sxm" in svg
+
+
+def test_rows_from_several_runs_are_noted(capsys, tmp_path):
+    write_csv(tmp_path / "r1.csv", [result_row(run_id="r1", total_throughput_tok_s=90.0)])
+    write_csv(tmp_path / "r2.csv", [result_row(run_id="r2", total_throughput_tok_s=110.0)])
+    data = run_json(capsys, str(tmp_path), "--hardware-price", "1000")
+    assert data["options"][0]["total_tok_s"] == 110.0
+    assert any("rows from 2 runs" in n for n in data["notes"])
+
+
+def test_bench_summary_skips_priced_hosted_api_runs():
+    assert bench_summary([result_row(backend="openai", api_cost_usd=0.12)]) == ""
