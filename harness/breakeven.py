@@ -568,6 +568,11 @@ def analyse(measurements: list[Measured], catalog: Catalog, assumptions: Assumpt
             pairs.append((with_power(m, assumptions, None), economics, ""))
         else:
             hws = [hardware] if hardware is not None else catalog.hardware_for(m.row)
+            if hardware is not None and hardware.match and hardware not in \
+                    catalog.hardware_for(m.row):
+                notes.append(f"{hardware.name} prices throughput measured on "
+                             f"{m.machine_name}: the speed is that machine's, not "
+                             f"{hardware.name}'s")
             for hw in hws:
                 pairs.append((with_power(m, assumptions, hw),
                               economics_from_hardware(hw, assumptions,
@@ -607,7 +612,7 @@ def analyse(measurements: list[Measured], catalog: Catalog, assumptions: Assumpt
         "apis": [asdict(a) for a in apis],
         "volumes_mtok": volumes,
         "options": options,
-        "notes": notes,
+        "notes": list(dict.fromkeys(notes)),
     }
 
 

@@ -262,3 +262,9 @@ def test_rows_from_several_runs_are_noted(capsys, tmp_path):
 
 def test_bench_summary_skips_priced_hosted_api_runs():
     assert bench_summary([result_row(backend="openai", api_cost_usd=0.12)]) == ""
+
+
+def test_pricing_one_machine_with_another_machines_entry_is_noted(capsys, sweep):
+    data = run_json(capsys, str(sweep), "--hardware", "h100-sxm")
+    assert any("h100-sxm prices throughput measured on Intel Xeon Test" in n
+               for n in data["notes"])
