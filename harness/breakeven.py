@@ -244,7 +244,8 @@ def hybrid_plan(model: CostModel, api_usd_per_mtok: float, volume_tok: float) ->
 
 # ------------------------------------------------------------------ rows → measurements
 
-def _num(value: Any) -> float | None:
+def as_float(value: Any) -> float | None:
+    """A float from a result cell; None when empty, NaN or not a number."""
     try:
         f = float(value)
     except (TypeError, ValueError):
@@ -254,7 +255,7 @@ def _num(value: Any) -> float | None:
 
 def _machine_name(row: dict[str, Any]) -> str:
     gpu = str(row.get("gpu_name") or "")
-    count = int(_num(row.get("gpu_count")) or 0)
+    count = int(as_float(row.get("gpu_count")) or 0)
     if gpu:
         return f"{count}x {gpu}" if count > 1 else gpu
     return str(row.get("cpu_model") or row.get("hostname") or row.get("machine_id") or "?")
@@ -263,21 +264,21 @@ def _machine_name(row: dict[str, Any]) -> str:
 def measured_from_row(row: dict[str, Any], selection: str = "") -> Measured:
     """A Measured from one result row: total throughput and input share from its token
     counts, load and idle power where the row has them."""
-    inp = _num(row.get("input_tokens")) or 0.0
-    out = _num(row.get("output_tokens")) or 0.0
-    total = _num(row.get("total_throughput_tok_s"))
-    out_tps = _num(row.get("output_throughput_tok_s"))
+    inp = as_float(row.get("input_tokens")) or 0.0
+    out = as_float(row.get("output_tokens")) or 0.0
+    total = as_float(row.get("total_throughput_tok_s"))
+    out_tps = as_float(row.get("output_throughput_tok_s"))
     if (total is None or total <= 0) and out_tps and out > 0:
         total = out_tps * (inp + out) / out
     if total is None or total <= 0 or inp + out <= 0:
         raise UserError(f"{row.get('source_file') or 'result row'}: scenario "
                         f"{row.get('scenario')!r} has no throughput (total_throughput_tok_s, "
                         "input_tokens, output_tokens); rerun `harness bench`")
-    load_w = _num(row.get("avg_power_w"))
-    idle_w = _num(row.get("idle_power_w"))
+    load_w = as_float(row.get("avg_power_w"))
+    idle_w = as_float(row.get("idle_power_w"))
     method = str(row.get("power_method") or "")
     origin = "none" if load_w is None else ("estimated" if method == "estimated" else "measured")
-    conc = _num(row.get("concurrency"))
+    conc = as_float(row.get("concurrency"))
     weights = str(row.get("weights") or "")
     name = _machine_name(row)
     label = (f"{name} · {row.get('model') or '?'} · {row.get('scenario') or '?'}"
@@ -348,7 +349,7 @@ def select_measurements(frame: Any, concurrency: int | None = None,
             best = df.sort_values("total_throughput_tok_s").iloc[-1]
             raise CheckFailed(
                 "no result row meets " + " and ".join(slos) + f" (the fastest row has TTFT p99 "
-                f"{_num(best.get('ttft_ms_p99'))} ms, TPOT p99 {_num(best.get('tpot_ms_p99'))}"
+                f"{as_float(best.get('ttft_ms_p99'))} ms, TPOT p99 {as_float(best.get('tpot_ms_p99'))}"
                 " ms); loosen the SLOs or measure lower concurrency")
         before = set(map(str, df["scenario"]))
         dropped = df[~ok]
@@ -637,123 +638,14 @@ PRICE_HINT = ("to price a machine: --hardware NAME (see the catalog), --hardware
               "FILE or HARNESS_PRICES=FILE")
 
 
-# ------------------------------------------------------------------ text output
-
-def usd(x: float | None) -> str:
-    """Dollars for reading: $1,234 / $12.3 / $0.0123."""
-    if x is None:
-        return "-"
-    if abs(x) >= 100:
-        return f"${x:,.0f}"
-    if abs(x) >= 1:
-        return f"${x:,.2f}"
-    return f"${x:.3g}"
-
-
-def mtok(x: float | None) -> str:
-    """Millions of tokens for reading."""
-    if x is None:
-        return "-"
-    return f"{x:,.0f} M" if x >= 100 else f"{x:,.3g} M"
-
-
-def _machine_line(o: dict[str, Any]) -> str:
-    hw = o["hardware"]
-    if hw is None:
-        return "not priced"
-    if hw["kind"] == "rented":
-        return f"{hw['name']}: rented ${hw['rent_usd_per_hour']:g}/h x 720 h"
-    return (f"{hw['name']}: ${hw['purchase_usd']:,.0f} over {hw['amortize_months']:g} months")
-
-
-def _power_text(o: dict[str, Any]) -> str:
-    if o["load_power_w"] is None:
-        return "-"
-    idle = "-" if o["idle_power_w"] is None else f"{o['idle_power_w']:.4g}"
-    return f"{o['load_power_w']:.4g}/{idle} ({o['power_origin']})"
-
+# ------------------------------------------------------------------ output
 
 def format_text(result: dict[str, Any], markdown: bool = False) -> str:
     """The break-even result as terminal tables (or Markdown)."""
-    from harness.table import render
+    from harness.breakeven_text import format_text as _format
 
-    lines: list[str] = []
+    return _format(result, markdown)
 
-    def table(headers: list[str], rows: list[list[Any]], title: str) -> None:
-        if markdown:
-            lines.append(f"**{title}**\n")
-            lines.append("| " + " | ".join(headers) + " |")
-            lines.append("|" + "|".join("---" for _ in headers) + "|")
-            lines.extend("| " + " | ".join(str(c) for c in r) + " |" for r in rows)
-        else:
-            lines.append(render(headers, [[str(c) for c in r] for r in rows], title))
-        lines.append("")
-
-    a = result["assumptions"]
-    head = [f"month: {a['month']}; volume: {a['volume']}",
-            (f"utilization {a['utilization']:g}, electricity ${a['electricity_usd_per_kwh']:g}"
-            f"/kWh, PUE {a['pue']:g}, operations {usd(a['ops_usd_per_month'])}/month")]
-    selections = sorted({o["selection"] for o in result["options"] if o["selection"]})
-    if selections:
-        head.append("rows used: " + "; ".join(selections) + ", per scenario")
-    title = "Break-even: measured throughput priced against APIs"
-    lines += ([f"## {title}", ""] + [f"- {h}" for h in head] if markdown
-              else [title] + [f"  {h}" for h in head])
-    lines.append("")
-    table(["api", "input $/M", "output $/M", "cached in $/M", "date", "source"],
-          [[x["name"], f"{x['input_usd_per_mtok']:g}", f"{x['output_usd_per_mtok']:g}",
-            "-" if x["cached_input_usd_per_mtok"] is None
-            else f"{x['cached_input_usd_per_mtok']:g}", x["date"], x["source"]]
-           for x in result["apis"]], "API prices")
-    opts = result["options"]
-    table(["#", "measured", "tok/s", "in:out", "power W load/idle", "machine",
-           "M tok/month @100%", "$/M @100%", "$/M @util"],
-          [[i + 1, o["label"], f"{o['total_tok_s']:,.4g}",
-            f"{o['input_share'] * 100:.0f}:{(1 - o['input_share']) * 100:.0f}",
-            _power_text(o),
-            _machine_line(o), mtok(o["capacity_mtok_per_month_full"]),
-            usd(o.get("cost_per_mtok_full")), usd(o.get("cost_per_mtok_at_utilization"))]
-           for i, o in enumerate(opts)], "Machines (one per measured row and price)")
-    be_rows = []
-    for i, o in enumerate(opts):
-        if not o["priced"]:
-            for api, p in o["api_usd_per_mtok"].items():
-                be_rows.append([i + 1, api, usd(p), "-", "-",
-                                (f"not priced; a full machine replaces "
-                                f"{usd(o['api_value_of_full_machine_usd'][api])}/month of API "
-                                "spend")])
-            continue
-        for v in o["versus"]:
-            be_rows.append([i + 1, v["api"], usd(v["api_usd_per_mtok"]),
-                            mtok(v["break_even_mtok_per_month"]),
-                            v["machines"] if v["machines"] else "-",
-                            v["reason"] or "-"])
-    table(["#", "api", "api $/M at mix", "break-even tok/month", "machines", "why"], be_rows,
-          "Break-even volume")
-    for i, o in enumerate(opts):
-        if not o["priced"]:
-            continue
-        apis = list(o["api_usd_per_mtok"])
-        ref = apis[0]
-        table(["volume/month", "machines", "local"] + apis + [f"hybrid (+{ref})"],
-              [[mtok(r["volume_mtok"]), r["machines"], usd(r["local_usd"])]
-               + [usd(r["api_usd"][k]) for k in apis]
-               + [(f"{usd(r['hybrid'][ref]['usd'])} ({r['hybrid'][ref]['machines']} local, "
-                  f"{mtok(r['hybrid'][ref]['api_mtok'])} API)")]
-               for r in o["cost_table"]],
-              f"#{i + 1} monthly cost, USD ({_machine_line(o)})")
-        table(["parameter", "value", "$/M @util"] + [f"break-even vs {k}" for k in apis],
-              [[s["parameter"], s["value"] or "(as given)", usd(s["cost_per_mtok_at_utilization"])]
-               + [mtok(s["break_even_mtok_per_month"][k]) if s["break_even_mtok_per_month"][k]
-                  is not None else "none" for k in apis]
-               for s in o["sensitivity"]],
-              f"#{i + 1} sensitivity (one input changed at a time)")
-    for n in result["notes"]:
-        lines.append(f"note: {n}")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-# ------------------------------------------------------------------ plot and summary
 
 def cost_plot_svg(result: dict[str, Any]) -> str:
     """The cost-vs-volume plot of a break-even result as an SVG string (needs matplotlib:
@@ -768,59 +660,16 @@ def bench_summary(rows: list[dict[str, Any]], catalog: Catalog | None = None) ->
     worth at API prices, and the break-even where the catalog prices this machine; when
     it does not, how to give a price. Never raises, never asks."""
     try:
-        return _bench_summary(rows, catalog)
+        from harness.breakeven_text import bench_summary_text
+
+        return bench_summary_text(rows, catalog)
     except Exception as exc:  # noqa: BLE001 - a summary must not break a finished run
         return f"break-even: not computed ({exc})"
 
 
-def _bench_summary(rows: list[dict[str, Any]], catalog: Catalog | None) -> str:
-    import pandas as pd
-
-    from harness.prices import load_catalog
-
-    # Rows with an API cost ran on a priced hosted API: not a machine to price.
-    usable = [r for r in rows if (_num(r.get("total_throughput_tok_s")) or 0) > 0
-              and r.get("status") != "partial" and _num(r.get("api_cost_usd")) is None]
-    if not usable:
-        return ""
-    result = analyse_frame(pd.DataFrame(usable), catalog or load_catalog())
-    lines = [("break-even (30-day month, 100% utilization; `harness breakeven RESULTS` for "
-             "tables, plot and sensitivity):")]
-    unpriced: dict[str, str] = {}
-    for o in result["options"]:
-        synthetic = " [SYNTHETIC weights]" if o["synthetic_weights"] else ""
-        head = (f"  {o['scenario']} c={o['concurrency']}{synthetic}: {o['total_tok_s']:,.4g} "
-                f"tok/s -> {mtok(o['capacity_mtok_per_month_full'])} tokens/month per machine")
-        if not o["priced"]:
-            worth = ", ".join(f"{usd(o['api_value_of_full_machine_usd'][k])} at {k} "
-                              f"({usd(p)}/M)" for k, p in o["api_usd_per_mtok"].items())
-            lines.append(f"{head}; worth at most {worth} per month")
-            unpriced[o["machine"]] = o["machine_id"]
-            continue
-        bits = []
-        for v in o["versus"]:
-            if v["break_even_mtok_per_month"] is not None:
-                bits.append(f"vs {v['api']}: break-even {mtok(v['break_even_mtok_per_month'])}"
-                            f" tokens/month")
-            else:
-                bits.append(f"vs {v['api']}: none ({v['reason'].split(':')[0]})")
-        lines.append(f"{head}; {_machine_line(o)} -> {usd(o['cost_per_mtok_full'])}/M tokens; "
-                     + "; ".join(bits))
-    for name, machine_id in sorted(unpriced.items()):
-        lines.append(f"  no price known for this machine ({name}). Give one with:")
-        lines.append("    harness breakeven <this run's CSV> --hardware-price USD "
-                     "[--amortize-months 36]   (or --rent-usd-per-hour X, or --hardware NAME)")
-        lines.append(f"    or a [[hardware]] entry with match = [\"{machine_id or name}\"] in a "
-                     "TOML file passed as --prices FILE or HARNESS_PRICES=FILE "
-                     "(README: Break-even)")
-    if any(o["synthetic_weights"] for o in result["options"]):
-        lines.append("  SYNTHETIC weights: the speed is real, the answers are not")
-    return "\n".join(lines)
-
-
 __all__ = [
     "Assumptions", "BreakEven", "CostModel", "Economics", "HybridPlan", "Measured",
-    "analyse", "analyse_frame", "analyse_option", "bench_summary", "blended_usd_per_mtok", "break_even",
+    "analyse", "analyse_frame", "analyse_option", "as_float", "bench_summary", "blended_usd_per_mtok", "break_even",
     "capacity_tok_per_month", "cost_model", "cost_per_mtok", "cost_plot_svg",
     "economics_from_hardware", "energy_usd_per_month", "format_text",
     "hardware_usd_per_month", "hybrid_plan", "local_monthly_usd", "machines_needed",
