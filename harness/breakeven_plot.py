@@ -39,6 +39,7 @@ def cost_figure(result: dict[str, Any]) -> Any:
     lo = min([*vols, 1.0])
     hi = max(vols) * 2
     for o in options:
+        lo = min(lo, o["capacity_mtok_per_month"] / 2)
         for v in o["versus"]:
             if v["break_even_mtok_per_month"]:
                 hi = max(hi, v["break_even_mtok_per_month"] * 2)
