@@ -117,8 +117,11 @@ async def timing_error(args: argparse.Namespace) -> None:
               f"{k} token(s)/chunk, {args.tokens} tokens/request, {args.rounds - 1} measured "
               "requests per stream, stream starts spread over one request (all in ms)")
         for streams in args.error_streams:
+            cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             records = await steady_streams(backend, streams, args.tokens, args.rounds,
                                            request_s, f"e{streams}", k > 1)
+            cpu1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
+            cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
             stats = fetch_stats(url)
             ttft_err, itl_err, client_delay, server_late, send_cost = [], [], [], [], []
             errors = sum(1 for r in records if not r.ok)
@@ -137,6 +140,7 @@ async def timing_error(args: argparse.Namespace) -> None:
                         client_delay.append((t - w) / 1e6)
                         server_late.append((w - (first + i * gap_ns)) / 1e6)
             print(f"  {streams:4d} streams: {len(records)} requests, {errors} errors, "
+                  f"client CPU {100 * cpu / wall:.0f}% of one core, "
                   f"load average {os.getloadavg()[0]:.2f}")
             print(f"      TTFT measured-configured    {pct(ttft_err)}")
             print(f"      ITL  measured-configured    {pct(itl_err)}")
