@@ -65,7 +65,8 @@ def config_from_values(values: dict[str, Any], engine: dict[str, Any]) -> dict[s
     model = values.get("model")
     if not model:
         raise UserError("--backend vllm needs --model: a Hugging Face model id or a local "
-                        "model directory (config.json, tokenizer and weights)")
+                        "model directory (config.json, tokenizer and weights); a tiny test "
+                        "model: python -m harness.tiny_llama .models/tiny-llama")
     engine = dict(engine)
     for key in ENGINE_SETTINGS + ("seed",):
         if values.get(key) is not None:

@@ -128,11 +128,13 @@ def main() -> int:
     p.add_argument("--model", default=None,
                    help="HF model dir or id (default: the tiny Llama built in .models/)")
     p.add_argument("--concurrency", default="1,8")
-    p.add_argument("--requests", type=int, default=32)
+    p.add_argument("--requests", type=int, default=24)
     p.add_argument("--input-len", type=int, default=64)
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=4,
+                   help="alternating rounds (order flips each round); the machine's load "
+                        "drifts, so more, shorter rounds compare better")
     p.add_argument("--server-args", default="--enforce-eager --max-model-len 1024",
                    help="extra vLLM server flags")
     args = p.parse_args()
@@ -173,7 +175,10 @@ def main() -> int:
     print()
     print(f"model {args.model}; {args.requests} requests x {args.input_len} in / "
           f"{args.output_len} out, ignore_eos, mean of {args.rounds} round(s)")
-    print(f"{'conc':>4}  {'metric':<22} {'harness':>10} {'vllm bench':>11} {'ratio':>7}")
+    print("ratio = harness / vllm bench (of the means); per-round: each round's ratio, "
+          "min..max")
+    print(f"{'conc':>4}  {'metric':<20} {'harness':>10} {'vllm bench':>11} {'ratio':>7}"
+          f"  {'per-round':>13}")
     for c in levels:
         h, v = results[(c, "harness")], results[(c, "vllm")]
         for key, label in (("output_tok_s", "output tok/s"), ("ttft_ms", "mean TTFT ms"),
@@ -181,7 +186,9 @@ def main() -> int:
                            ("output_tokens", "output tok/request")):
             hm, vm = mean(x[key] for x in h), mean(x[key] for x in v)
             ratio = hm / vm if vm else float("nan")
-            print(f"{c:>4}  {label:<22} {hm:>10.2f} {vm:>11.2f} {ratio:>7.3f}")
+            per = [a[key] / b[key] for a, b in zip(h, v) if b[key]]
+            spread = f"{min(per):.2f}..{max(per):.2f}" if per else "-"
+            print(f"{c:>4}  {label:<20} {hm:>10.2f} {vm:>11.2f} {ratio:>7.3f}  {spread:>13}")
     return 0
 
 

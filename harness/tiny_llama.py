@@ -43,7 +43,7 @@ def build_tiny_llama(out_dir: Path | str, seed: int = 0, dtype: str = "bfloat16"
     """Build the model into `out_dir` (reused when already built with the same seed)."""
     out = Path(out_dir)
     marker = out / MARKER
-    want = {"seed": seed, "dtype": dtype, "shape": SHAPE, "vocab": VOCAB_SIZE}
+    want = {"seed": seed, "dtype": dtype, "shape": SHAPE, "vocab": VOCAB_SIZE, "version": 2}
     if marker.is_file():
         try:
             if json.loads(marker.read_text()) == want:
@@ -80,7 +80,16 @@ def build_tiny_llama(out_dir: Path | str, seed: int = 0, dtype: str = "bfloat16"
                          eos_token_id=tok.token_to_id("</s>"),
                          pad_token_id=tok.token_to_id("<pad>"), tie_word_embeddings=False,
                          torch_dtype=dtype, **SHAPE)
-    model = LlamaForCausalLM(config).to(getattr(torch, dtype))
+    model = LlamaForCausalLM(config)
+    # Random weights pick any token; tokens whose text is empty (special tokens) or an
+    # incomplete UTF-8 byte would make streamed chunks with no text, which clients count
+    # differently (see README, vLLM). A zero output row gives such a token logit 0, below
+    # the maximum of ~2000 random logits, so greedy decoding never picks it.
+    silent = [i for i in range(tok.get_vocab_size())
+              if not (text := fast.decode([i])) or "\ufffd" in text]
+    with torch.no_grad():
+        model.lm_head.weight[silent] = 0.0
+    model = model.to(getattr(torch, dtype))
     model.save_pretrained(out, safe_serialization=True)
     marker.write_text(json.dumps(want))
     return out
