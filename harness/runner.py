@@ -169,8 +169,11 @@ async def measure_request(backend: Backend, request: Request, scenario: str,
 
     record.send_ns = time.perf_counter_ns()
     try:
-        await asyncio.wait_for(consume(), timeout=timeout_s)
-    except asyncio.TimeoutError:
+        # asyncio.timeout, not wait_for: wait_for (3.11) returns a result that was ready
+        # as a cancel came, swallowing Ctrl-C; this lets the cancel through.
+        async with asyncio.timeout(timeout_s):
+            await consume()
+    except TimeoutError:
         record.error, record.error_message = "timeout", f"no completion within {timeout_s:g} s"
     except RequestError as exc:
         record.error, record.error_message = exc.kind, str(exc)
