@@ -24,7 +24,7 @@ from tests.reliability_support import (
 )
 
 pytestmark = pytest.mark.slow
-TIMEOUT_S, STALL_S = 3.0, 1.0
+TIMEOUT_S, STALL_S = 5.0, 2.0  # generous: a starved CI machine must not turn healthy into stall
 PER_MODE = 2
 
 
@@ -45,7 +45,7 @@ def test_every_fault_ends_as_its_error_class_and_the_run_finishes(tmp_path: Path
     assert "Traceback" not in proc.stderr
     # Two waves of requests, none lasting past --timeout: Retry-After (30 s) is not obeyed
     # and nothing hangs; generous margin for the CLI's start-up on a busy machine.
-    assert wall_s < 60, wall_s
+    assert wall_s < 90, wall_s
 
     expected = Counter({kind: PER_MODE * sum(1 for k in FAULTS.values() if k == kind)
                         for kind in set(FAULTS.values()) if kind})
