@@ -595,7 +595,7 @@ def _legend(c: Comparison) -> list[str]:
 def format_table(c: Comparison) -> str:
     """Plain-text side-by-side table with a legend of the sides."""
     headers, body = table_rows(c)
-    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in body)]) for i, h in enumerate(headers)]
     text_cols = set(range(headers.index("metric") + 1))
 
     def fmt_line(cells: list[str]) -> str:
