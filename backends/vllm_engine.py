@@ -41,7 +41,7 @@ CLIENT_KEYS = {"force_length", "include_usage", "max_tokens_field", "check_model
                "temperature", "endpoint", "tokenizer"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
                    "vocab.json", "tiktoken.model")
-METRICS_SAMPLE_S = 0.5
+METRICS_SAMPLE_S = 1.0
 
 
 @dataclass
@@ -54,6 +54,9 @@ class VLLMConfig:
     engine_args: dict[str, Any] = field(default_factory=dict)  # vLLM EngineArgs names
     openai: dict[str, Any] = field(default_factory=dict)  # serve mode: the client's config
     server: dict[str, Any] = field(default_factory=dict)  # a managed server's description
+    # serve: seconds between /metrics samples for peak KV-cache use during a window;
+    # 0 = only the scrapes before and after it (each sample costs the server CPU time).
+    metrics_sample_s: float = METRICS_SAMPLE_S
 
     @property
     def mode(self) -> str:
@@ -73,6 +76,8 @@ def config_from_values(values: dict[str, Any], engine: dict[str, Any]) -> dict[s
             engine[key] = values[key]
     cfg: dict[str, Any] = {"model": str(model),
                            "timeout_s": float(values.get("timeout") or 600.0)}
+    if "metrics_sample_s" in engine:
+        cfg["metrics_sample_s"] = float(engine.pop("metrics_sample_s"))
     if values.get("base_url"):
         from backends.openai_api import config_from_values as openai_config
         from harness.servers import SERVER_ENGINE_KEYS
@@ -172,7 +177,8 @@ def server_spec(values: dict[str, Any], workload: Any, port: int) -> Any:
                         "`make install-vllm` and use .venv-vllm/bin/harness (make bench "
                         "BACKEND=vllm ARGS='--server vllm' does both)")
     engine = {k: v for k, v in dict(values.get("engine") or {}).items()
-              if k not in SERVER_ENGINE_KEYS and k not in CLIENT_KEYS}
+              if k not in SERVER_ENGINE_KEYS and k not in CLIENT_KEYS
+              and k != "metrics_sample_s"}
     for key in ENGINE_SETTINGS + ("seed",):
         if values.get(key) is not None:
             engine[key] = values[key]
@@ -534,7 +540,7 @@ class VLLMBackend:
         from harness.prometheus import VLLM_KV_USAGE, VLLM_RUNNING, gauge
 
         while True:
-            await asyncio.sleep(METRICS_SAMPLE_S)
+            await asyncio.sleep(self.config.metrics_sample_s)
             try:
                 page = await self._scrape()
             except Exception:  # noqa: BLE001, S112 - a missed sample is not an error
@@ -553,7 +559,7 @@ class VLLMBackend:
         except Exception:  # noqa: BLE001 - figures are optional; the run goes on
             self._metrics_before = None
             return
-        if self.config.mode == "serve":
+        if self.config.mode == "serve" and self.config.metrics_sample_s > 0:
             self._sampler = asyncio.create_task(self._sample_peaks())
 
     async def server_metrics_stop(self) -> dict[str, Any] | None:
@@ -605,7 +611,8 @@ class VLLMBackend:
         else:
             info.weights = "real"
         info.settings = {"mode": "serve", "engine_args": self.config.engine_args,
-                         "metrics_url": self._metrics_url(), **info.settings}
+                         "metrics_url": self._metrics_url(),
+                         "metrics_sample_s": self.config.metrics_sample_s, **info.settings}
         return info
 
     async def _server_version(self) -> str:

@@ -80,11 +80,14 @@ def run_harness(base_url: str, model: str, args: argparse.Namespace, concurrency
                                         input_len=args.input_len, output_len=args.output_len,
                                         requests=args.requests))
     out = work / f"harness-{tag}"
+    # vllm bench does not poll /metrics during its run; neither does the harness here.
+    config = work / "harness.toml"
+    config.write_text("[engine]\nmetrics_sample_s = 0\n")
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "bench", "--backend", "vllm", "--base-url",
          base_url, "--model", model, "--workload", str(workload), "--concurrency",
          str(concurrency), "--endpoint", "completions", "--output", str(out), "--quiet",
-         "--power", "none"], check=False, cwd=ROOT, capture_output=True,
+         "--power", "none", "--config", str(config)], check=False, cwd=ROOT, capture_output=True,
         text=True)
     if proc.returncode != 0:
         raise SystemExit(f"harness bench failed:\n{proc.stderr[-3000:]}")
