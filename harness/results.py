@@ -72,7 +72,8 @@ def _parse(name: str, text: str) -> Any:
         if typ == "int":
             return int(float(text))
         if typ == "float":
-            return float(text)
+            value = float(text)
+            return value if math.isfinite(value) else None  # as the writer writes them
     except (ValueError, OverflowError):
         return text
     return text

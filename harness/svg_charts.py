@@ -7,7 +7,7 @@ find each chart's marks and the reader can hover for exact values.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import escape
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
@@ -96,10 +96,16 @@ def wants_log(values: list[float], spread: float = 30.0) -> bool:
     return len(pos) > 1 and max(pos) / min(pos) > spread
 
 
+def _plottable(v: object) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
 def line_chart(title: str, series: list[Series], x_label: str, y_label: str,
                width: int = 560, plot_h: int = 240, log_y: bool | None = None) -> str:
     """Lines over categorical x values (evenly spaced, sorted), error bars; y from zero,
     or logarithmic when `log_y` (default: when the values span more than 30x)."""
+    series = [replace(s, points=[p for p in s.points if _plottable(p[0]) and _plottable(p[1])])
+              for s in series]  # a point with a missing coordinate is not drawn
     xs = sorted({p[0] for s in series for p in s.points})
     left, right, top = 64, 18, 34
     legend_h = 18 * len(series) + 8
@@ -144,7 +150,7 @@ def line_chart(title: str, series: list[Series], x_label: str, y_label: str,
                       extra=f' transform="rotate(-90 14 {top + plot_h / 2:.1f})"'))
     for i, s in enumerate(series):
         c = s.color or color(i)
-        pts = sorted(s.points)
+        pts = sorted(s.points, key=lambda p: (p[0], p[1]))  # y_err may be None
         if len(pts) > 1:
             path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _ in pts)
             dash = ' stroke-dasharray="6 4"' if s.dashed else ""
