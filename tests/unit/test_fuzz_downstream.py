@@ -8,7 +8,6 @@ import contextlib
 import csv
 import io
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
