@@ -23,6 +23,7 @@ import asyncio
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ os.environ.setdefault("VLLM_CACHE_ROOT", str(ROOT / ".cache" / "vllm"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ROOT / ".cache" / "inductor"))
 
 from backends.vllm_engine import server_spec
+from harness.prometheus import parse_metrics, vllm_summary
 from harness.servers import ManagedServer, free_port
 
 WORKLOAD = """\
@@ -73,6 +75,20 @@ def vllm_bench_argv() -> list[str]:
         return [sys.executable, "-c", VLLM_BENCH_SHIM]
 
 
+def child_cpu_s() -> float:
+    """User + system CPU seconds of all finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def server_page(base_url: str) -> dict:
+    """The server's /metrics, parsed (to see what the server itself measured per run)."""
+    import urllib.request
+
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/metrics", timeout=10) as r:
+        return parse_metrics(r.read().decode())
+
+
 def run_harness(base_url: str, model: str, args: argparse.Namespace, concurrency: int,
                 work: Path, tag: str) -> dict[str, float]:
     workload = work / f"w-{tag}.toml"
@@ -83,6 +99,7 @@ def run_harness(base_url: str, model: str, args: argparse.Namespace, concurrency
     # vllm bench does not poll /metrics during its run; neither does the harness here.
     config = work / "harness.toml"
     config.write_text("[engine]\nmetrics_sample_s = 0\n")
+    cpu0 = child_cpu_s()
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "bench", "--backend", "vllm", "--base-url",
          base_url, "--model", model, "--workload", str(workload), "--concurrency",
@@ -98,12 +115,13 @@ def run_harness(base_url: str, model: str, args: argparse.Namespace, concurrency
             "ttft_ms": float(row["ttft_ms_mean"]), "tpot_ms": float(row["tpot_ms_mean"]),
             "input_tokens": int(row["input_tokens"]) / int(row["requests"]),
             "output_tokens": int(row["output_tokens"]) / int(row["requests"]),
-            "errors": int(row["errors"])}
+            "errors": int(row["errors"]), "client_cpu_s": child_cpu_s() - cpu0}
 
 
 def run_vllm_bench(base_url: str, model: str, tokenizer: str, args: argparse.Namespace,
                    concurrency: int, work: Path, tag: str) -> dict[str, float]:
     root = base_url.removesuffix("/v1")
+    cpu0 = child_cpu_s()
     proc = subprocess.run(
         [*vllm_bench_argv(), "--backend", "openai", "--base-url", root, "--endpoint",
          "/v1/completions", "--model", model, "--tokenizer", tokenizer, "--dataset-name",
@@ -123,7 +141,7 @@ def run_vllm_bench(base_url: str, model: str, tokenizer: str, args: argparse.Nam
     return {"output_tok_s": data["output_throughput"], "ttft_ms": data["mean_ttft_ms"],
             "tpot_ms": data["mean_tpot_ms"], "input_tokens": data["total_input_tokens"] / done,
             "output_tokens": data["total_output_tokens"] / done,
-            "errors": data.get("failed", 0)}
+            "errors": data.get("failed", 0), "client_cpu_s": child_cpu_s() - cpu0}
 
 
 def main() -> int:
@@ -164,14 +182,19 @@ def main() -> int:
                     order = ["harness", "vllm"] if (rnd + c) % 2 == 0 else ["vllm", "harness"]
                     for tool in order:
                         tag = f"{tool}-c{c}-r{rnd}"
+                        before = server_page(server.base_url)
                         if tool == "harness":
                             r = run_harness(server.base_url, spec.model, args, c, work, tag)
                         else:
                             r = run_vllm_bench(server.base_url, spec.model, spec.tokenizer,
                                                args, c, work, tag)
+                        seen = vllm_summary(before, server_page(server.base_url))
+                        r["server_ttft_ms"] = seen["server_ttft_ms_mean"] or 0.0
+                        r["server_e2e_ms"] = seen["server_e2e_ms_mean"] or 0.0
                         results.setdefault((c, tool), []).append(r)
                         print(f"  round {rnd + 1} c={c} {tool:8s} out {r['output_tok_s']:8.1f}"
-                              f" tok/s  TTFT {r['ttft_ms']:7.1f} ms  TPOT {r['tpot_ms']:6.2f} ms",
+                              f" tok/s  TTFT {r['ttft_ms']:7.1f} ms  TPOT {r['tpot_ms']:6.2f} ms"
+                              f"  client CPU {r['client_cpu_s']:5.1f} s",
                               flush=True)
     finally:
         server.stop()
@@ -186,7 +209,10 @@ def main() -> int:
         h, v = results[(c, "harness")], results[(c, "vllm")]
         for key, label in (("output_tok_s", "output tok/s"), ("ttft_ms", "mean TTFT ms"),
                            ("tpot_ms", "mean TPOT ms"), ("input_tokens", "input tok/request"),
-                           ("output_tokens", "output tok/request")):
+                           ("output_tokens", "output tok/request"),
+                           ("client_cpu_s", "client CPU s/run"),
+                           ("server_ttft_ms", "server's TTFT ms"),
+                           ("server_e2e_ms", "server's E2E ms")):
             hm, vm = mean(x[key] for x in h), mean(x[key] for x in v)
             ratio = hm / vm if vm else float("nan")
             per = [a[key] / b[key] for a, b in zip(h, v) if b[key]]

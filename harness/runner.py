@@ -383,15 +383,22 @@ async def run_scenario_repetition(backend: Backend, factory: PromptFactory,
     if getattr(backend, "run_batch", None) is not None:
         await run_batch_repetition(backend, factory, scenario, point, rep, options, on_record)
         return
+    # A counted repetition's prompts are made before it starts, so sizing them with the
+    # tokenizer takes no client time inside the measured window (nor blocks the event
+    # loop while other streams arrive); duration-bound runs make them as they go.
+    made = [factory.make(rep, i, point) for i in range(scenario.requests or 0)]
+
+    def make(i: int) -> Request:
+        return made[i] if i < len(made) else factory.make(rep, i, point)
+
     if point.rate_rps:
         from harness.loadgen import run_open_loop  # open-loop arrivals
 
-        await run_open_loop(backend, lambda i: factory.make(rep, i, point), scenario, point,
-                            rep, options.request_timeout_s, on_record)
+        await run_open_loop(backend, make, scenario, point, rep, options.request_timeout_s,
+                            on_record)
         return
-    await run_closed_loop(backend, lambda i: factory.make(rep, i, point), scenario, point,
-                          rep, options.request_timeout_s, on_record, scenario.requests,
-                          scenario.duration_s)
+    await run_closed_loop(backend, make, scenario, point, rep, options.request_timeout_s,
+                          on_record, scenario.requests, scenario.duration_s)
 
 
 async def run_batch_repetition(backend: Backend, factory: PromptFactory,
