@@ -81,6 +81,13 @@ def child_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def client_priority(args: argparse.Namespace):
+    """A preexec function giving both clients the same nice value (--client-nice)."""
+    if not args.client_nice:
+        return None
+    return lambda: os.nice(args.client_nice)
+
+
 def server_page(base_url: str) -> dict:
     """The server's /metrics, parsed (to see what the server itself measured per run)."""
     import urllib.request
@@ -104,8 +111,8 @@ def run_harness(base_url: str, model: str, args: argparse.Namespace, concurrency
         [sys.executable, "-m", "harness", "bench", "--backend", "vllm", "--base-url",
          base_url, "--model", model, "--workload", str(workload), "--concurrency",
          str(concurrency), "--endpoint", "completions", "--output", str(out), "--quiet",
-         "--power", "none", "--config", str(config)], check=False, cwd=ROOT, capture_output=True,
-        text=True)
+         "--power", "none", "--config", str(config)], check=False, cwd=ROOT,
+        capture_output=True, text=True, preexec_fn=client_priority(args))
     if proc.returncode != 0:
         raise SystemExit(f"harness bench failed:\n{proc.stderr[-3000:]}")
     (csv_path,) = out.glob("*/*.csv")
@@ -131,7 +138,8 @@ def run_vllm_bench(base_url: str, model: str, tokenizer: str, args: argparse.Nam
          "--num-warmups", str(args.warmup), "--ignore-eos", "--temperature", "0",
          "--seed", str(zlib.crc32(tag.encode()) % 1000), "--disable-tqdm", "--save-result",
          "--result-dir", str(work), "--result-filename", f"vllm-{tag}.json"],
-        check=False, cwd=ROOT, capture_output=True, text=True)
+        check=False, cwd=ROOT, capture_output=True, text=True,
+        preexec_fn=client_priority(args))
     result_path = work / f"vllm-{tag}.json"
     if proc.returncode != 0 or not result_path.exists():
         raise SystemExit(f"vllm bench serve failed:\n{proc.stdout[-2000:]}\n"
@@ -156,6 +164,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=4,
                    help="alternating rounds (order flips each round); the machine's load "
                         "drifts, so more, shorter rounds compare better")
+    p.add_argument("--client-nice", type=int, default=0,
+                   help="nice value for both clients (negative: ahead of the server; root)")
     p.add_argument("--server-args", default="--enforce-eager --max-model-len 1024",
                    help="extra vLLM server flags")
     args = p.parse_args()
