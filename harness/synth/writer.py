@@ -2,7 +2,7 @@
 
 Memory stays at a few MB whatever the model size: each chunk of about 1 M values is drawn,
 quantized with ggml's own code and written before the next. Every chunk is fresh: a file
-made by repeating one random block per tensor kind (the first design) decoded 1.3-1.5x
+made by repeating one random block per tensor kind (the first design) decoded ~1.27x
 faster than the real model on this project's VM, presumably because identical pages are
 merged or cached below the guest, so repeated blocks would flatter CPU figures. Constant
 fills (norms, biases) are repeated. The file is written under a temporary name beside the
