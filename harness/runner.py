@@ -448,8 +448,10 @@ def _finish_row(row: dict[str, Any], workload: Workload, scenario: Scenario,
                 point: SweepPoint, started: str, load_start: float | None, cores: int,
                 notes: list[str], interrupted: bool) -> None:
     load_end = load_avg_1m()
-    # Busy machine: load beyond what the benchmark itself puts on it (about one core).
-    noisy = load_start is not None and load_start > max(1.0, cores - 1) + 0.5
+    # Busy machine: the 1-minute load average trails, so after a previous scenario it
+    # includes this benchmark's own threads (up to every CPU for llama.cpp); only load
+    # beyond all CPUs plus a margin says something else was running.
+    noisy = load_start is not None and load_start > cores + 0.5
     if noisy:
         notes.append(f"machine busy: load average {load_start} on {cores} CPUs")
     if row.get("errors"):
