@@ -24,6 +24,11 @@ CHAT_TEMPLATE = (
 SHAPE = {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
          "max_position_embeddings": 4096}
+# Big enough that a decode step is compute, not per-token overhead, on a small CPU: with
+# SHAPE (2M parameters) one stream already runs at the serving stack's overhead limit, so
+# concurrency shows no batching gain; this one (about 120M parameters) shows it.
+BATCHING_SHAPE = {**SHAPE, "hidden_size": 1024, "intermediate_size": 4096,
+                  "num_hidden_layers": 8, "num_attention_heads": 16, "num_key_value_heads": 4}
 VOCAB_SIZE = 2048
 MARKER = "harness_tiny_llama.json"
 
@@ -39,11 +44,13 @@ def _corpus(seed: int, lines: int = 4000) -> list[str]:
     return text
 
 
-def build_tiny_llama(out_dir: Path | str, seed: int = 0, dtype: str = "bfloat16") -> Path:
+def build_tiny_llama(out_dir: Path | str, seed: int = 0, dtype: str = "bfloat16",
+                     shape: dict | None = None) -> Path:
     """Build the model into `out_dir` (reused when already built with the same seed)."""
     out = Path(out_dir)
     marker = out / MARKER
-    want = {"seed": seed, "dtype": dtype, "shape": SHAPE, "vocab": VOCAB_SIZE, "version": 2}
+    shape = shape or SHAPE
+    want = {"seed": seed, "dtype": dtype, "shape": shape, "vocab": VOCAB_SIZE, "version": 2}
     if marker.is_file():
         try:
             if json.loads(marker.read_text()) == want:
@@ -71,7 +78,7 @@ def build_tiny_llama(out_dir: Path | str, seed: int = 0, dtype: str = "bfloat16"
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
                                    unk_token="<unk>", pad_token="<pad>",
-                                   model_max_length=SHAPE["max_position_embeddings"])
+                                   model_max_length=shape["max_position_embeddings"])
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(out)
 
@@ -79,7 +86,7 @@ def build_tiny_llama(out_dir: Path | str, seed: int = 0, dtype: str = "bfloat16"
     config = LlamaConfig(vocab_size=tok.get_vocab_size(), bos_token_id=bos,
                          eos_token_id=tok.token_to_id("</s>"),
                          pad_token_id=tok.token_to_id("<pad>"), tie_word_embeddings=False,
-                         torch_dtype=dtype, **SHAPE)
+                         torch_dtype=dtype, **shape)
     model = LlamaForCausalLM(config)
     # Random weights pick any token; tokens whose text is empty (special tokens) or an
     # incomplete UTF-8 byte would make streamed chunks with no text, which clients count

@@ -19,20 +19,22 @@ from tests.integration.vllm_support import (
     harness,
     require_vllm,
     result_files,
+    batching_model,
     tiny_model,
     write_workload,
 )
 
 pytestmark = pytest.mark.slow
 require_vllm()
-__all__ = ["tiny_model"]  # the fixture, imported for pytest
+__all__ = ["tiny_model", "batching_model"]  # the fixtures, imported for pytest
 
 SERVE_FLAGS = ("--server", "vllm", "--max-model-len", "512", "--enforce-eager",
                "--max-num-seqs", "16", "--quiet", "--power", "none")
 
 
 def test_serve_c1_c8_rows_server_metrics_and_batching_gain(tmp_path: Path,
-                                                            tiny_model: Path) -> None:
+                                                            batching_model: Path) -> None:
+    tiny_model = batching_model
     workload = write_workload(tmp_path / "w.toml", requests=16, out=64,
                               concurrency="[1, 8]")
     out = tmp_path / "results"
