@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -116,3 +116,20 @@ class Backend(Protocol):
     #     batch (offline engines whose API returns when the batch is done);
     #   async server_metrics_start() / server_metrics_stop() -> {"columns", "details"}:
     #     engine-side figures over each measured window.
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def typed_config(backend: str, config_cls: type[ConfigT], config: dict[str, Any]) -> ConfigT:
+    """`config_cls(**config)`, or one UserError line naming the unknown settings."""
+    from dataclasses import fields
+
+    from harness.errors import UserError
+
+    known = {f.name for f in fields(config_cls)}  # type: ignore[arg-type]
+    unknown = set(config) - known
+    if unknown:
+        raise UserError(f"{backend} backend: unknown setting(s) {', '.join(sorted(unknown))}; "
+                        f"known: {', '.join(sorted(known))}")
+    return config_cls(**config)

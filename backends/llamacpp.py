@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.base import BackendInfo, Request, RequestError, TokenEvent, Usage
+from backends.base import BackendInfo, Request, RequestError, TokenEvent, Usage, typed_config
 from harness.errors import UserError
 from harness.models import file_sha256, resolve_gguf
 
@@ -57,12 +57,7 @@ class LlamaCppBackend:
     max_concurrency: int | None = 1
 
     def __init__(self, **config: Any) -> None:
-        known = set(LlamaCppConfig.__dataclass_fields__)
-        unknown = set(config) - known
-        if unknown:
-            raise UserError(f"llamacpp backend: unknown setting(s) {', '.join(sorted(unknown))}; "
-                            f"known: {', '.join(sorted(known))}")
-        self.config = LlamaCppConfig(**config)
+        self.config = typed_config("llamacpp", LlamaCppConfig, config)
         self.llm: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._lock = asyncio.Lock()

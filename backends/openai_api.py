@@ -21,12 +21,12 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from backends.base import BackendInfo, Request, RequestError, TokenEvent, Usage
+from backends.base import BackendInfo, Request, RequestError, TokenEvent, Usage, typed_config
 from harness.errors import UserError, did_you_mean
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -357,12 +357,7 @@ class OpenAIBackend:
     max_concurrency: int | None = None
 
     def __init__(self, **config: Any) -> None:
-        known = {f.name for f in fields(OpenAIConfig)}
-        unknown = set(config) - known
-        if unknown:
-            raise UserError(f"openai backend: unknown setting(s) {', '.join(sorted(unknown))}; "
-                            f"known: {', '.join(sorted(known))}")
-        self.config = OpenAIConfig(**config)
+        self.config = typed_config("openai", OpenAIConfig, config)
         self.client: Any = None
         self.tokenizer: _Tokenizer | None = None
         self._price = None

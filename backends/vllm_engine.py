@@ -29,7 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backends.base import BackendInfo, BatchResult, Request, RequestError, TokenEvent, Usage
+from backends.base import (
+    BackendInfo,
+    BatchResult,
+    Request,
+    RequestError,
+    TokenEvent,
+    Usage,
+    typed_config,
+)
 from harness.errors import UserError, did_you_mean
 
 # The settings the issue names, with the vLLM EngineArgs name each maps to.
@@ -311,12 +319,7 @@ class VLLMBackend:
     max_concurrency: int | None = None
 
     def __init__(self, **config: Any) -> None:
-        known = set(VLLMConfig.__dataclass_fields__)
-        unknown = set(config) - known
-        if unknown:
-            raise UserError(f"vllm backend: unknown setting(s) {', '.join(sorted(unknown))}; "
-                            f"known: {', '.join(sorted(known))}")
-        self.config = VLLMConfig(**config)
+        self.config = typed_config("vllm", VLLMConfig, config)
         self.llm: Any = None
         self.tokenizer: Any = None
         self.client: Any = None  # serve mode: the OpenAIBackend
