@@ -59,7 +59,7 @@ $(VENV_VLLM)/.stamp-install: $(PY_VLLM) pyproject.toml scripts/install-vllm
 install-vllm: $(VENV_VLLM)/.stamp-install
 
 model: install
-	$(PY) -c "from harness.models import default_model; print(default_model())"
+	$(PY) -c "from harness.models.resolve import default_model; print(default_model())"
 
 ifeq ($(BACKEND),vllm)
 bench: install-vllm

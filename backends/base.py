@@ -7,9 +7,11 @@ event may carry the usage the engine reports. The harness derives every figure.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from harness.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,39 @@ class Backend(Protocol):
         """Release the model or connection; idempotent."""
         ...
 
-    # Optional hooks, used by the runner when a backend has them:
-    #   async run_batch(requests) -> list[BatchResult]: run a whole repetition as one
-    #     batch (offline engines whose API returns when the batch is done);
-    #   async server_metrics_start() / server_metrics_stop() -> {"columns", "details"}:
-    #     engine-side figures over each measured window.
+
+
+@runtime_checkable
+class BatchBackend(Backend, Protocol):
+    """Optional: an offline engine whose API returns when a whole batch is done; the
+    runner hands over each repetition at once."""
+
+    async def run_batch(self, requests: Sequence[Request]) -> list[BatchResult]:
+        ...
+
+
+@runtime_checkable
+class ServerMetricsBackend(Backend, Protocol):
+    """Optional: engine-side figures over each measured window (a server's /metrics)."""
+
+    async def server_metrics_start(self) -> None:
+        ...
+
+    async def server_metrics_stop(self) -> dict[str, Any] | None:
+        """{"columns": row columns, "details": anything worth keeping} or None."""
+        ...
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a managed server answers and what the client needs to know about it."""
+
+    base_url: str  # ends in /v1
+    model: str  # the served model name
+    kind: str  # the server kind (llama-cpp-python, llama-server, vllm, command)
+    tokenizer: str | None = None  # what the client counts tokens with (a GGUF, an HF id)
+    force_length: str | None = None  # how this server is asked for exact output lengths
+    info: dict[str, Any] = field(default_factory=dict)  # engine, version, argv, engine_args
 
 
 ConfigT = TypeVar("ConfigT")
@@ -123,10 +153,6 @@ ConfigT = TypeVar("ConfigT")
 
 def typed_config(backend: str, config_cls: type[ConfigT], config: dict[str, Any]) -> ConfigT:
     """`config_cls(**config)`, or one UserError line naming the unknown settings."""
-    from dataclasses import fields
-
-    from harness.errors import UserError
-
     known = {f.name for f in fields(config_cls)}  # type: ignore[arg-type]
     unknown = set(config) - known
     if unknown:

@@ -21,9 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.base import BackendInfo, Request, RequestError, TokenEvent, Usage, typed_config
+from backends.base import (
+    BackendInfo,
+    Endpoint,
+    Request,
+    RequestError,
+    TokenEvent,
+    Usage,
+    typed_config,
+)
+from harness.config.settings import BenchSettings
 from harness.errors import UserError
-from harness.models import file_sha256, resolve_gguf
+from harness.models.files import file_sha256, ftype_name
+from harness.models.resolve import resolve_gguf
 
 _SENTINEL = object()
 WAKE_INTERVAL_S = 0.05  # longest delay before engine events reach the event loop
@@ -43,18 +53,25 @@ class LlamaCppConfig:
     seed: int = 1234
 
 
-def _ftype_names() -> dict[int, str]:
-    import llama_cpp
-
-    return {getattr(llama_cpp, n): n.replace("LLAMA_FTYPE_MOSTLY_", "").replace(
-        "LLAMA_FTYPE_", "") for n in dir(llama_cpp) if n.startswith("LLAMA_FTYPE_")}
-
-
 class LlamaCppBackend:
     """In-process llama.cpp; serves one request at a time."""
 
     name = "llamacpp"
     max_concurrency: int | None = 1
+
+    @classmethod
+    def config_from_settings(cls, settings: BenchSettings, endpoint: Endpoint | None,
+                             context_tokens: int) -> dict[str, Any]:
+        """This backend's config: --model, the llama.cpp flags (n_ctx defaults to what
+        the workload needs) and the [engine] table (any LlamaCppConfig field)."""
+        if endpoint is not None:
+            raise UserError(f"--server {endpoint.kind} is benchmarked over HTTP: use "
+                            "--backend openai (or leave --backend out), not --backend "
+                            "llamacpp")
+        cfg: dict[str, Any] = {"model": settings.model,
+                               "n_ctx": settings.n_ctx or context_tokens}
+        cfg.update({k: v for k, v in settings.owned_by("llamacpp").items() if k != "n_ctx"})
+        return {**cfg, **settings.engine}
 
     def __init__(self, **config: Any) -> None:
         self.config = typed_config("llamacpp", LlamaCppConfig, config)
@@ -93,7 +110,7 @@ class LlamaCppBackend:
         desc_buf = ctypes.create_string_buffer(256)
         llama_cpp.llama_model_desc(model_ptr, desc_buf, 256)
         ftype = meta.get("general.file_type")
-        quant = _ftype_names().get(int(ftype), str(ftype)) if ftype is not None else ""
+        quant = ftype_name(int(ftype)) if ftype is not None else ""
         system_info = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
         device = "cpu"
         if gpu and n_gpu_layers != 0:

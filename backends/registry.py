@@ -1,16 +1,20 @@
-"""Backend names mapped to "module:Class" strings, imported only when chosen."""
+"""Backend names mapped to "module:Class" strings, imported only when chosen; each class
+builds its own typed config from the run's settings (`config_from_settings`)."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
+from backends.base import Endpoint
+from harness.config.settings import BenchSettings
 from harness.errors import UserError, did_you_mean
 
 BACKENDS: dict[str, str] = {
     "llamacpp": "backends.llamacpp:LlamaCppBackend",
-    "openai": "backends.openai_api:OpenAIBackend",
-    "vllm": "backends.vllm_engine:VLLMBackend",
+    "openai": "backends.openai.backend:OpenAIBackend",
+    "vllm": "backends.vllm.backend:VLLMBackend",
 }
 
 
@@ -30,6 +34,13 @@ def backend_class(name: str) -> type:
             f"pip install -e '.[{name}]'"
         ) from None
     return getattr(module, class_name)
+
+
+def backend_config(name: str, settings: BenchSettings, endpoint: Endpoint | None,
+                   context_tokens: int) -> dict[str, Any]:
+    """The config backend `name` builds from the run's settings and, when a managed server
+    runs, its endpoint; `context_tokens` is what the workload's longest request needs."""
+    return backend_class(name).config_from_settings(settings, endpoint, context_tokens)
 
 
 def create_backend(name: str, **config: Any) -> Any:

@@ -1,8 +1,8 @@
 """How much timing error the `openai` client path adds, and how fast it can stream.
 
-Starts the project's fast local SSE server (`harness.sse_server`) in a separate process
+Starts the project's fast local SSE server (`harness.servers.fake`) in a separate process
 with a fixed TTFT and inter-token gap, then drives it through the same code the harness
-uses (`OpenAIBackend.stream` via `harness.runner.measure_request`) and prints:
+uses (`OpenAIBackend.stream` via `harness.runner.runner.measure_request`) and prints:
 
 1. timing error at 1 and 64 (by default) concurrent streams in a steady state (stream
    starts spread out, connections warm): measured − configured TTFT and ITL (p50/p99),
@@ -36,14 +36,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backends.base import Request
-from backends.openai_api import OpenAIBackend
+from backends.openai.backend import OpenAIBackend
 from harness.metrics import percentile
-from harness.runner import measure_request
+from harness.runner.load import measure_request
 
 
 def start_server(ttft_ms: float, itl_ms: float, tokens_per_chunk: int) -> tuple[Any, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.sse_server", "--port", "0", "--ttft-ms",
+        [sys.executable, "-m", "harness.servers.fake", "--port", "0", "--ttft-ms",
          str(ttft_ms), "--itl-ms", str(itl_ms), "--tokens-per-chunk", str(tokens_per_chunk)],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
     line = proc.stdout.readline().strip()

@@ -21,13 +21,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backends.llamacpp import LlamaCppBackend  # noqa: E402
-from harness.cmd_bench import _n_ctx_for  # noqa: E402
-from harness.machine import fingerprint  # noqa: E402
+from harness.format import render  # noqa: E402
 from harness.power import PowerSession  # noqa: E402
-from harness.results import RunFiles  # noqa: E402
-from harness.runner import RunOptions, RunState, new_run_id, run_workload  # noqa: E402
-from harness.table import render  # noqa: E402
-from workloads.spec import load_workload  # noqa: E402
+from harness.results.files import RunFiles  # noqa: E402
+from harness.results.machine import fingerprint  # noqa: E402
+from harness.runner.runner import RunOptions, RunState, new_run_id, run_workload  # noqa: E402
+from workloads.spec import (
+    context_tokens,  # noqa: E402
+    load_workload,  # noqa: E402
+)
 
 
 def ratio(a: float | None, b: float | None) -> str:
@@ -41,7 +43,7 @@ async def main() -> None:
     parser.add_argument("--n-threads", type=int, default=None)
     args = parser.parse_args()
     workload = load_workload(args.workload)
-    backend = LlamaCppBackend(model=args.model, n_ctx=_n_ctx_for(workload),
+    backend = LlamaCppBackend(model=args.model, n_ctx=context_tokens(workload),
                               n_threads=args.n_threads)
     info = await backend.open()
     load_before = os.getloadavg()[0]

@@ -3,7 +3,7 @@
 Makes (once, into .models/) the random-weight twin of a real GGUF with
 `harness model synth --like` semantics (same metadata, tokenizer and per-tensor
 quantization types), loads both in the llamacpp backend, and sends both the same
-requests through `harness.runner.measure_request`: a prefill scenario (pp512, 1 output
+requests through `harness.runner.runner.measure_request`: a prefill scenario (pp512, 1 output
 token) and a decode scenario (tg128, forced length). Requests go in pairs, the same prompt
 to each model, the order alternating pair by pair (A B, B A, ...), so drift in machine load
 hits both alike. Prints each model's figures over all its requests (as `harness bench`
@@ -26,11 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backends.llamacpp import LlamaCppBackend  # noqa: E402
-from harness.machine import load_avg_1m  # noqa: E402
 from harness.metrics import scenario_summary  # noqa: E402
-from harness.models import DEFAULT_MODELS_DIR, default_model  # noqa: E402
-from harness.runner import PromptFactory, SweepPoint, measure_request  # noqa: E402
-from harness.synth import resolve_synth_model  # noqa: E402
+from harness.models.resolve import DEFAULT_MODELS_DIR, default_model  # noqa: E402
+from harness.models.synth import resolve_synth_model  # noqa: E402
+from harness.results.machine import load_avg_1m  # noqa: E402
+from harness.runner.load import measure_request  # noqa: E402
+from harness.runner.options import SweepPoint  # noqa: E402
+from workloads.requests import PromptFactory  # noqa: E402
 from workloads.spec import load_workload  # noqa: E402
 
 FIGURES = ("prefill_tok_s", "engine_prefill_tok_s", "decode_tok_s", "engine_decode_tok_s")

@@ -39,9 +39,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_CACHE_ROOT", str(ROOT / ".cache" / "vllm"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ROOT / ".cache" / "inductor"))
 
-from backends.vllm_engine import server_spec
-from harness.prometheus import parse_metrics, vllm_summary
-from harness.servers import ManagedServer, free_port
+from backends.prometheus import parse_metrics, vllm_summary
+from backends.vllm.backend import server_spec
+from harness.servers.managed import ManagedServer, free_port
 
 WORKLOAD = """\
 description = "vs_vllm_bench: fixed lengths, closed loop"
@@ -170,7 +170,7 @@ def main() -> int:
                    help="extra vLLM server flags")
     args = p.parse_args()
     if args.model is None:
-        from harness.tiny_llama import build_tiny_llama
+        from harness.models.tiny_llama import build_tiny_llama
 
         args.model = str(build_tiny_llama(ROOT / ".models" / "tiny-llama"))
     levels = [int(c) for c in args.concurrency.split(",")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 
 class UserError(Exception):
     """Bad input from the user (flag, file, name). Printed as one line; exit code 2."""
@@ -15,10 +17,12 @@ class CheckFailed(Exception):
     exit_code = 1
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C so the same cleanup runs; exit code 143."""
+
+
 def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
     """Return ' Did you mean X?' for the nearest choice, or '' when none is close."""
-    import difflib
-
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f" Did you mean '{close[0]}'?" if close else ""
 

@@ -36,7 +36,6 @@ class RequestRecord:
     engine_decode_ms: float | None = None
     engine_prefill_tokens: int | None = None
     engine_decode_tokens: int | None = None
-    cost_usd: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -199,8 +198,10 @@ def scenario_summary(
     records: Sequence[RequestRecord],
     slo_ttft_ms: float | None = None,
     slo_tpot_ms: float | None = None,
+    price_usd_per_mtok: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """Summary columns of one scenario over all its repetitions.
+    """Summary columns of one scenario over all its repetitions; `api_cost_usd` from the
+    tokens of the successful requests × `price_usd_per_mtok` (input, output) when given.
 
     Rates over windows are computed per repetition and reported as mean and std;
     percentiles are over all measured requests pooled.
@@ -260,6 +261,17 @@ def scenario_summary(
             summary[f"{name}_p{q}"] = percentile(values, q)
     for q in (50, 90, 99):
         summary[f"itl_ms_p{q}"] = percentile(itl, q)
-    costs = [r.cost_usd for r in ok if r.cost_usd is not None]
-    summary["api_cost_usd"] = sum(costs) if costs else None
+    costs = [cost_usd(price_usd_per_mtok, r.input_tokens, r.output_tokens) for r in ok]
+    summary["api_cost_usd"] = (sum(c for c in costs if c is not None)
+                               if any(c is not None for c in costs) else None)
     return summary
+
+
+def cost_usd(price_usd_per_mtok: tuple[float, float] | None, input_tokens: int | None,
+             output_tokens: int | None) -> float | None:
+    """Tokens × (input, output) USD per million tokens; None when the price or the
+    usage is unknown."""
+    if price_usd_per_mtok is None or input_tokens is None or output_tokens is None:
+        return None
+    return (input_tokens * price_usd_per_mtok[0]
+            + output_tokens * price_usd_per_mtok[1]) / 1_000_000

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.results import rows_to_csv
-from harness.schema import empty_row
+from harness.results.files import rows_to_csv
+from harness.results.schema import empty_row
 
 MACHINES = {
     "cpu": {"machine_id": "cpubox-1a2b3c4d", "hostname": "cpubox",

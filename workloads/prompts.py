@@ -12,19 +12,10 @@ import hashlib
 import random
 from collections.abc import Callable
 
+from harness.models.words import WORDS
+
 TokenCounter = Callable[[str], int]
 
-_WORDS = (
-    "the of and to in is that for it as was with be by on not he this are or his from at "
-    "which but have an they you were her she there been one all we their has would when "
-    "if so no will can more other about many then them these may time into some could "
-    "two first only new very also over such after where most made between being under "
-    "system model energy cost memory token power market river city garden music letter "
-    "history science window morning engine result number answer question water light "
-    "mountain report village winter signal process design language network machine "
-    "research market measure station market value table paper silver forest harbor "
-    "bridge planet orbit theory method culture journey season kitchen doctor student"
-).split()
 
 LONG_ANSWER_INSTRUCTION = (
     "Write a very long, detailed essay that continues the following notes. Do not stop "
@@ -58,7 +49,7 @@ def synthesize_prompt(
     # Grow in batches sized from the remaining deficit: few tokenizer calls even for 8k.
     while count < target_tokens:
         deficit = target_tokens - count
-        words.extend(rng.choice(_WORDS) for _ in range(max(1, int(deficit * 0.7))))
+        words.extend(rng.choice(WORDS) for _ in range(max(1, int(deficit * 0.7))))
         count = count_tokens(text_of(words))
     while count > target_tokens and words:
         words.pop()

@@ -356,3 +356,12 @@ def load_workload(name_or_file: str) -> Workload:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read workload file {path}: {exc}") from None
     return parse_workload(text, path)
+
+
+def context_tokens(workload: Workload) -> int:
+    """A context that fits the workload's longest prompt plus its output (and a margin)."""
+    longest = max(s.input_tokens.max if s.input_tokens.kind != "fixed" else
+                  int(s.input_tokens.mean) for s in workload.scenarios)
+    out = max(s.output_tokens for s in workload.scenarios)
+    need = longest + out + 64
+    return max(512, -(-need // 256) * 256)

@@ -11,7 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from harness.errors import UserError, did_you_mean
+from harness.power.apple import AppleMeter
 from harness.power.base import Meter, PowerError, Reading
+from harness.power.estimate import EstimateMeter
+from harness.power.nvml import NvmlMeter
+from harness.power.rapl import DEFAULT_ROOT, RaplMeter
 from harness.power.session import PowerSession
 
 MODES = ("auto", "none", "nvml", "rapl", "apple", "estimate")
@@ -22,22 +26,14 @@ def make_meter(name: str, **options: Any) -> Meter:
     """A meter by name. Options: nvml (a pynvml-like module), rapl_root, zeus,
     powermetrics_cmd, is_mac, tdp_w, cpu_model (the tests pass fakes this way)."""
     if name == "nvml":
-        from harness.power.nvml import NvmlMeter
-
         return NvmlMeter(nvml=options.get("nvml"))
     if name == "rapl":
-        from harness.power.rapl import DEFAULT_ROOT, RaplMeter
-
         return RaplMeter(root=options.get("rapl_root") or DEFAULT_ROOT)
     if name == "apple":
-        from harness.power.apple import AppleMeter
-
         return AppleMeter(zeus=options.get("zeus"), use_zeus=options.get("use_zeus", True),
                           powermetrics_cmd=options.get("powermetrics_cmd"),
                           is_mac=options.get("is_mac"))
     if name == "estimate":
-        from harness.power.estimate import EstimateMeter
-
         return EstimateMeter(tdp_w=options.get("tdp_w"), cpu_model=options.get("cpu_model"))
     raise UserError(f"unknown power meter '{name}' (--power); known: {', '.join(MODES)}."
                     + did_you_mean(name, MODES))

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from harness.power.base import ESTIMATED, Meter, Poller, PowerError, Reading, trapezoid_j
+from harness.results.machine import fingerprint
 
 POLL_INTERVAL_S = 0.25
 
@@ -75,8 +76,6 @@ class EstimateMeter(Meter):
                  poll_interval_s: float = POLL_INTERVAL_S,
                  cpu_percent: Callable[[], float] | None = None) -> None:
         if cpu_model is None:
-            from harness.machine import fingerprint
-
             cpu_model = str(fingerprint().get("cpu_model") or "")
         self.cpu_model = cpu_model
         self.tdp_w = tdp_w

@@ -74,10 +74,10 @@ def test_llamacpp_on_gpu_gives_a_plausible_j_per_token(tmp_path: Path) -> None:
     if not llama_cpp.llama_supports_gpu_offload():
         pytest.skip("llama-cpp-python built without GPU offload")
     from backends.llamacpp import LlamaCppBackend
-    from harness.machine import fingerprint
     from harness.power import open_session
-    from harness.results import RunFiles
-    from harness.runner import RunOptions, RunState, new_run_id, run_workload
+    from harness.results.files import RunFiles
+    from harness.results.machine import fingerprint
+    from harness.runner.runner import RunOptions, RunState, new_run_id, run_workload
     from workloads.spec import load_workload
 
     toml = tmp_path / "gpu.toml"

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.results import read_rows
+from harness.results.files import read_rows
 from tests.faultserver import ThreadedFaultServer
 from tests.reliability_support import (
     ROOT,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.schema import COLUMNS
+from harness.results.schema import COLUMNS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

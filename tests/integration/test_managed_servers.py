@@ -1,5 +1,5 @@
 """Managed servers and the `openai` backend through `harness bench`, with real processes:
-the project's SSE server (`python -m harness.sse_server`) as the managed command, and
+the project's SSE server (`python -m harness.servers.fake`) as the managed command, and
 commands that never become healthy, exit early, or ignore SIGTERM. No model needed."""
 
 from __future__ import annotations
@@ -14,12 +14,25 @@ from pathlib import Path
 
 import pytest
 
+from harness.config.settings import bench_settings
 from harness.errors import UserError
-from harness.servers import ManagedServer, _mask_secrets, managed_server_for
+from harness.models.resolve import default_model
+from harness.servers.kinds import (
+    SERVER_KINDS,
+    llama_cpp_python_spec,
+    register_server_kind,
+)
+from harness.servers.kinds import managed_server_for as _managed_server_for
+from harness.servers.managed import ManagedServer, ServerSpec, _mask_secrets
+from workloads.spec import context_tokens, load_workload
+
+
+def managed_server_for(values: dict) -> ManagedServer:
+    return _managed_server_for(bench_settings(values), 512)
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = [sys.executable, "-m", "harness"]
-SSE = f"{sys.executable} -m harness.sse_server --port {{port}} --ttft-ms 2 --itl-ms 1"
+SSE = f"{sys.executable} -m harness.servers.fake --port {{port}} --ttft-ms 2 --itl-ms 1"
 
 WORKLOAD = """description = "tiny"
 seed = 1
@@ -78,7 +91,7 @@ def test_command_server_is_started_benchmarked_and_stopped(tmp_path):
         assert r["requests"] == "6" and r["errors"] == "0"
         assert r["token_count_source"] == "engine" and r["output_tokens"] == "30"
     (log,) = list((tmp_path / "out").glob("*/*.server.log"))
-    assert "harness.sse_server" in log.read_text()
+    assert "harness.servers.fake" in log.read_text()
 
 
 def test_rate_sweep_runs_open_loop_and_records_send_lag(tmp_path):
@@ -158,7 +171,7 @@ def test_server_that_exits_early_is_reported_with_its_code():
 
 def test_stop_sends_sigterm_then_sigkill():
     ignores_term = ("sh -c 'trap \"\" TERM; exec " + sys.executable +
-                    " -m harness.sse_server --port {port}'")
+                    " -m harness.servers.fake --port {port}'")
     server = managed_server_for({"server": "command", "server_command": ignores_term})
 
     async def go() -> ManagedServer:
@@ -190,14 +203,10 @@ def test_secrets_in_server_command_lines_are_masked():
 
 def test_llama_cpp_python_command_line_has_the_honest_flags():
     pytest.importorskip("llama_cpp.server")
-    from harness.models import default_model
-    from harness.servers import llama_cpp_python_spec
-    from workloads.spec import load_workload
-
     path = default_model()
-    spec = llama_cpp_python_spec({"n_threads": 3, "engine": {"server_args": ["--verbose",
-                                                                           "False"]}},
-                                 load_workload("smoke"), 12345)
+    spec = llama_cpp_python_spec(
+        bench_settings({"n_threads": 3, "engine": {"server_args": ["--verbose", "False"]}}),
+        context_tokens(load_workload("smoke")), 12345)
     argv = " ".join(spec.argv)
     assert spec.base_url == "http://127.0.0.1:12345/v1" and spec.model == path.stem
     for flag in ("-m llama_cpp.server", f"--model {path}", "--logits_all False",
@@ -207,14 +216,12 @@ def test_llama_cpp_python_command_line_has_the_honest_flags():
     assert argv.endswith("--verbose False") and spec.tokenizer == str(path)
     assert spec.info["engine_version"] and spec.info["model_path"] == str(path)
     # [engine] chat_format wins over the choice made from the GGUF's metadata.
-    spec = llama_cpp_python_spec({"engine": {"chat_format": "chatml"}}, None, 1)
+    spec = llama_cpp_python_spec(bench_settings({"engine": {"chat_format": "chatml"}}), 512, 1)
     assert "--chat_format chatml" in " ".join(spec.argv)
 
 
 def test_server_kinds_are_pluggable():
-    from harness.servers import SERVER_KINDS, ServerSpec, register_server_kind
-
-    def mine(values, workload, port):
+    def mine(settings, context_tokens, port):
         return ServerSpec(kind="mine", argv=["true"], base_url=f"http://127.0.0.1:{port}/v1",
                           model="m")
     register_server_kind("mine", mine)

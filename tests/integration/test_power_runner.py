@@ -46,9 +46,9 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 async def _run(session: PowerSession, workload_path: Path, out: Path) -> Path:
     from backends.llamacpp import LlamaCppBackend
-    from harness.machine import fingerprint
-    from harness.results import RunFiles
-    from harness.runner import RunOptions, RunState, new_run_id, run_workload
+    from harness.results.files import RunFiles
+    from harness.results.machine import fingerprint
+    from harness.runner.runner import RunOptions, RunState, new_run_id, run_workload
     from workloads.spec import load_workload
 
     workload = load_workload(str(workload_path))

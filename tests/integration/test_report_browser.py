@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from tests.result_factory import run_rows, write_csv
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -88,8 +88,8 @@ def test_like_twin_of_the_default_model(tmp_path: Path) -> None:
     import llama_cpp
     from gguf import GGUFReader
 
-    from harness.models import default_model
-    from harness.synth.ggml import validate_rows
+    from harness.models.resolve import default_model
+    from harness.models.synth.ggml import validate_rows
 
     real = default_model()
     twin = tmp_path / "twin.gguf"
@@ -128,9 +128,9 @@ def test_like_twin_of_the_default_model(tmp_path: Path) -> None:
 def test_writing_streams_with_bounded_memory(tmp_path: Path) -> None:
     """A 0.27 GB F16 file whose largest tensor is 131 MB is written with a few MB of
     Python memory: random blocks are made once and repeated."""
-    from harness.synth import make_synth
-    from harness.synth.from_shape import shape_tensors
-    from harness.synth.shapes import custom_shape
+    from harness.models.synth import make_synth
+    from harness.models.synth.from_shape import shape_tensors
+    from harness.models.synth.shapes import custom_shape
 
     shape = custom_shape("llama", 2048, 8192, 2, 16, 4, 32000)
     largest = max(t.nbytes for t in shape_tensors(shape, 1))
@@ -149,9 +149,8 @@ def test_writing_streams_with_bounded_memory(tmp_path: Path) -> None:
 
 def test_synth_reference_is_generated_once_and_reused(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness import synth
-    from harness.models import resolve_gguf
-    from harness.synth.shapes import custom_shape
+    from harness.models.resolve import resolve_gguf, synth
+    from harness.models.synth.shapes import custom_shape
 
     tiny = custom_shape("llama", 256, 512, 2, 4, 2, 1000, name="tiny-test")
     monkeypatch.setattr(synth, "get_preset", lambda name: tiny)

@@ -16,10 +16,10 @@ import pytest
 from tests.integration.vllm_support import (
     ROOT,
     VLLM_ENV,
+    batching_model,
     harness,
     require_vllm,
     result_files,
-    batching_model,
     tiny_model,
     write_workload,
 )

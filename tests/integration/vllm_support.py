@@ -46,7 +46,7 @@ def require_vllm() -> None:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight Llama with a locally trained BPE tokenizer, built once."""
     require_vllm()
-    from harness.tiny_llama import build_tiny_llama
+    from harness.models.tiny_llama import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
 
@@ -56,7 +56,7 @@ def batching_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A larger random-weight Llama (about 120M parameters) whose decode step is compute,
     so concurrent streams can show vLLM's batching gain on a small CPU."""
     require_vllm()
-    from harness.tiny_llama import BATCHING_SHAPE, build_tiny_llama
+    from harness.models.tiny_llama import BATCHING_SHAPE, build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "batching-llama",
                             shape=BATCHING_SHAPE)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.breakeven import (
+from harness.analysis.breakeven.model import (
     SECONDS_PER_MONTH,
     Assumptions,
     Economics,
@@ -27,7 +27,7 @@ from harness.breakeven import (
     hardware_usd_per_month,
     local_monthly_usd,
 )
-from harness.prices import ApiPrice, load_catalog
+from harness.analysis.prices import ApiPrice, load_catalog
 
 # The article's inputs, as stated.
 PURCHASE_USD = 6000.0

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from harness.breakeven import bench_summary
-from harness.cli import main
-from harness.prices import load_catalog
-from harness.results import rows_to_csv
-from harness.schema import empty_row
+from harness.analysis.breakeven.text import bench_summary_text as bench_summary
+from harness.analysis.prices import load_catalog
+from harness.cli.main import main
+from harness.results.files import rows_to_csv
+from harness.results.schema import empty_row
 
 MONTH_S = 2_592_000
 
@@ -240,8 +240,9 @@ def test_bench_summary_of_nothing_usable_is_empty():
 
 def test_report_entry_points_give_an_svg(tmp_path):
     # What the HTML report calls: a frame in, a result and an inline SVG out.
-    from harness.breakeven import analyse_frame, cost_plot_svg
-    from harness.results import load_frame
+    from harness.analysis.breakeven.model import analyse_frame
+    from harness.analysis.breakeven.plot import cost_plot_svg
+    from harness.results.files import load_frame
 
     path = write_csv(tmp_path / "g.csv", [result_row(gpu_name="NVIDIA H100 80GB HBM3",
                                                      gpu_count=1, total_throughput_tok_s=4000.0)])

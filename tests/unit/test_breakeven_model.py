@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from harness.breakeven import (
+from harness.analysis.breakeven.model import (
     MTOK,
     Economics,
     Measured,
@@ -24,7 +24,7 @@ from harness.breakeven import (
     machines_needed,
     sensitivity,
 )
-from harness.prices import ApiPrice
+from harness.analysis.prices import ApiPrice
 
 
 def owned(price: float = 3000.0, months: float = 36, kwh: float = 0.25, pue: float = 1.0,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.analysis.prices import api_price, find_api, load_catalog
 from harness.errors import UserError
-from harness.prices import api_price, find_api, load_catalog
 
 
 def write(tmp_path: Path, text: str, name: str = "prices.toml") -> Path:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import compare as cmp
-from harness.cli import main
-from harness.stats import t_two_sided_p, welch_t_test
+from harness.analysis import compare as cmp
+from harness.analysis.stats import t_two_sided_p, welch_t_test
+from harness.cli.main import main
 from tests.result_factory import row, run_rows, write_csv
 
 A = "20260101T000000Z-aaaaaa"

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.cli import main
-from harness.results import rows_to_csv
-from harness.schema import TYPES
+from harness.cli.main import main
+from harness.results.files import rows_to_csv
+from harness.results.schema import TYPES
 from tests.result_factory import row
 
 EXAMPLES = max(10, int(os.environ.get("HARNESS_FUZZ_EXAMPLES", "200")) // 5)

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from harness.cli import build_parser
-from harness.cmd_bench import CONFIG_KEYS, _merge_config
+from harness.cli.main import build_parser
+from harness.config.settings import TOML_KEYS, merge_args
 from harness.errors import UserError
-from harness.results import load_frame, read_rows
-from harness.schema import COLUMNS, TYPES
+from harness.results.files import load_frame, read_rows
+from harness.results.schema import COLUMNS, TYPES
 from workloads.spec import Workload, load_workload, parse_workload
 
 EXAMPLES = int(os.environ.get("HARNESS_FUZZ_EXAMPLES", "200"))
@@ -224,7 +224,7 @@ CONFIG_VALUES = {
 
 @st.composite
 def config_texts(draw: st.DrawFn) -> str:
-    keys = sorted(CONFIG_KEYS | set(CONFIG_VALUES) | {"bogus", "api-key-env", "base-url"})
+    keys = sorted(set(TOML_KEYS) | set(CONFIG_VALUES) | {"bogus", "api-key-env", "base-url"})
     chosen = draw(st.lists(st.sampled_from(keys), max_size=5, unique=True))
     table = {}
     for key in chosen:
@@ -244,7 +244,7 @@ PARSER, _ = build_parser()
 
 
 def merge(path: Path) -> dict[str, object]:
-    return _merge_config(PARSER.parse_args(["bench", "--config", str(path)]))
+    return merge_args(PARSER.parse_args(["bench", "--config", str(path)]))
 
 
 def check_config(values: dict[str, object]) -> None:

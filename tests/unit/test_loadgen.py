@@ -10,11 +10,11 @@ import statistics
 import pytest
 
 from backends.base import Request
-from backends.openai_api import OpenAIBackend
-from harness.loadgen import arrival_gaps_s, arrival_offsets_s, lag_note, run_open_loop
+from backends.openai.backend import OpenAIBackend
 from harness.metrics import RequestRecord
-from harness.runner import SweepPoint
-from harness.sse_server import FakeOpenAIServer, FakeTiming
+from harness.runner.load import arrival_gaps_s, arrival_offsets_s, lag_note, run_open_loop
+from harness.runner.runner import SweepPoint
+from harness.servers.fake import FakeOpenAIServer, FakeTiming
 from workloads.spec import Scenario, TokenDist
 
 

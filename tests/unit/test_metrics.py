@@ -2,8 +2,7 @@
 
 import pytest
 
-from harness.metrics import (RequestRecord, percentile, repetition_summary,
-                             scenario_summary, stdev)
+from harness.metrics import RequestRecord, percentile, repetition_summary, scenario_summary, stdev
 
 MS = 1_000_000
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UserError
-from harness.models import check_gguf, file_sha256, resolve_gguf
+from harness.models.resolve import check_gguf, file_sha256, resolve_gguf
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -7,19 +7,21 @@ import asyncio
 
 import pytest
 
-from backends.base import Request, RequestError
-from backends.openai_api import (
+from backends.base import Endpoint, Request, RequestError
+from backends.openai.backend import (
     ChunkParser,
     OpenAIBackend,
-    config_from_values,
-    cost_usd,
+    config_from_settings,
     is_loopback,
     public_url,
 )
+from harness.analysis.prices import api_price
+from harness.config.settings import bench_settings
 from harness.errors import UserError
-from harness.models import DEFAULT_MODEL_FILE, DEFAULT_MODELS_DIR
-from harness.runner import measure_request
-from harness.sse_server import FakeOpenAIServer, FakeTiming
+from harness.metrics import cost_usd, scenario_summary
+from harness.models.resolve import DEFAULT_MODEL_FILE, DEFAULT_MODELS_DIR
+from harness.runner.load import measure_request
+from harness.servers.fake import FakeOpenAIServer, FakeTiming
 
 GGUF = DEFAULT_MODELS_DIR / DEFAULT_MODEL_FILE
 
@@ -49,8 +51,13 @@ def test_usage_from_the_stream_is_used_and_priced():
     record = run(_measure(timing, _req(6)))
     assert record.ok and record.token_count_source == "engine"
     assert record.output_tokens == 6 and record.input_tokens == 3
-    # gpt-4o-mini is in the catalog at $0.15 in / $0.60 out per million tokens.
-    assert record.cost_usd == pytest.approx((3 * 0.15 + 6 * 0.60) / 1e6)
+    # gpt-4o-mini is in the catalog at $0.15 in / $0.60 out per million tokens; the
+    # bench command looks the price up once and the metrics price the tokens.
+    price = api_price("gpt-4o-mini")
+    assert price == (0.15, 0.60)
+    summary = scenario_summary([record], price_usd_per_mtok=price)
+    assert summary["api_cost_usd"] == pytest.approx((3 * 0.15 + 6 * 0.60) / 1e6)
+    assert scenario_summary([record])["api_cost_usd"] is None
 
 
 def test_no_usage_and_no_tokenizer_counts_events():
@@ -58,7 +65,6 @@ def test_no_usage_and_no_tokenizer_counts_events():
     record = run(_measure(timing, _req(7)))
     assert record.ok and record.token_count_source == "events"
     assert record.output_tokens == 4  # four chunks; without a tokenizer one token each
-    assert record.cost_usd is None
 
 
 @pytest.mark.skipif(not GGUF.is_file(), reason="default model not assembled")
@@ -239,9 +245,11 @@ def test_model_not_served_lists_what_is():
 # --- configuration ------------------------------------------------------------------------
 
 def test_config_passes_extra_fields_and_forces_length_per_server_kind():
-    cfg = config_from_values({"model": "m", "base_url": "http://localhost:8000/v1/",
-                              "server": "llama-cpp-python"},
-                             {"top_k": 1, "chat_format": "gemma", "tokenizer": "x.gguf"})
+    cfg = config_from_settings(
+        bench_settings({"model": "m", "engine": {"top_k": 1, "chat_format": "gemma",
+                                                  "tokenizer": "x.gguf"}}),
+        Endpoint(base_url="http://localhost:8000/v1/", model="m", kind="llama-cpp-python",
+                 force_length="min_tokens"))
     assert cfg["base_url"] == "http://localhost:8000/v1"
     assert cfg["extra_body"] == {"top_k": 1}  # chat_format configures the server
     assert cfg["force_length"] == "min_tokens" and cfg["tokenizer"] == "x.gguf"
@@ -252,19 +260,22 @@ def test_config_passes_extra_fields_and_forces_length_per_server_kind():
     assert extra == {"top_k": 1, "min_tokens": 12}
     _, _, extra = backend.request_body(Request("r", "p", 1, 12, force_output_length=False))
     assert extra == {"top_k": 1}
-    hosted = config_from_values({"model": "gpt-4o-mini"}, {"ignore_eos": True})
+    hosted = config_from_settings(bench_settings({"model": "gpt-4o-mini",
+                                                  "engine": {"ignore_eos": True}}))
     assert hosted["force_length"] == "none" and hosted["extra_body"] == {"ignore_eos": True}
-    assert config_from_values({"model": "m", "server": "vllm"}, {})["force_length"] == \
-        "ignore_eos"
+    vllm = Endpoint(base_url="http://127.0.0.1:1/v1", model="m", kind="vllm",
+                    force_length="ignore_eos")
+    assert config_from_settings(bench_settings({}), vllm)["force_length"] == "ignore_eos"
 
 
 def test_config_rejects_bad_values():
     with pytest.raises(UserError, match="--model"):
-        config_from_values({}, {})
+        config_from_settings(bench_settings({}))
     with pytest.raises(UserError, match="--base-url"):
-        config_from_values({"model": "m", "base_url": "localhost:8000"}, {})
+        config_from_settings(bench_settings({"model": "m", "base_url": "localhost:8000"}))
     with pytest.raises(UserError, match="force_length"):
-        config_from_values({"model": "m"}, {"force_length": "always"})
+        config_from_settings(bench_settings({"model": "m",
+                                             "engine": {"force_length": "always"}}))
 
 
 def test_url_helpers_and_cost():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.prometheus import (
+from backends.prometheus import (
     histogram_quantile_ms,
     parse_metrics,
     vllm_details,

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import re
-import sys
-import types
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import report
-from harness.cli import main
-from harness.svg_charts import BarGroup, Series, hbar_chart, line_chart, log_ticks, nice_ticks
+from harness.analysis.report import report
+from harness.analysis.report.charts import (
+    BarGroup,
+    Series,
+    hbar_chart,
+    line_chart,
+    log_ticks,
+    nice_ticks,
+)
+from harness.cli.main import main
 from tests.result_factory import run_rows, write_csv
 
 A = "20260101T000000Z-aaaaaa"
@@ -23,11 +28,16 @@ def _rows():
             + run_rows("h100", G, scale=20, weights="synthetic", energy=0.05))
 
 
+def _stub_plot(result) -> str:
+    """A stand-in for the matplotlib plot (drawing it takes seconds)."""
+    return '<svg xmlns="http://www.w3.org/2000/svg"><rect width="1" height="1"/></svg>'
+
+
 @pytest.fixture(autouse=True)
 def _fast_without_breakeven_plot(request, monkeypatch):
     """Drawing the break-even plot (matplotlib) takes seconds; only its own test draws it."""
     if "breakeven_plot_is_inlined" not in request.node.name:
-        monkeypatch.setitem(sys.modules, "harness.breakeven", types.SimpleNamespace())
+        monkeypatch.setattr(report, "cost_plot_svg", _stub_plot)
 
 
 def _svgs(html: str) -> list[str]:
@@ -69,7 +79,7 @@ def test_report_has_every_section_and_no_external_resources():
         assert f"<h2>{heading}</h2>" in html
     assert "<script" not in html.lower()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
-    assert "@import" not in html and "url(" not in html
+    assert "@import" not in html and not re.search(r"url\((?!#)", html)  # only #ids
     # 2 scenarios: 2 throughput charts + 2x2 latency charts + 1 energy chart
     kinds = re.findall(r'<figure class="chart[^"]*" data-kind="([^"]+)"', html)
     assert kinds.count("throughput-closed") == 2
@@ -112,18 +122,17 @@ def test_no_energy_rows_explain_why():
     assert "One run only" in html
 
 
-def test_missing_breakeven_plot_function_is_said(monkeypatch):
-    fake = types.SimpleNamespace()  # a breakeven module without cost_plot_svg/analyse
-    monkeypatch.setitem(sys.modules, "harness.breakeven", fake)
-    svg, _text, note = report.breakeven_section(run_rows("cpu", A))
-    assert svg is None and note
+def test_a_plot_that_cannot_be_drawn_is_said(monkeypatch):
+    def no_matplotlib(result):
+        raise ImportError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(report, "cost_plot_svg", no_matplotlib)
+    svg, text, note = report.breakeven_section(run_rows("cpu", A))
+    assert svg is None and text  # the table is still there
+    assert note == "break-even plot not drawn: No module named 'matplotlib'"
 
 
 def test_breakeven_plot_is_inlined_when_available(monkeypatch):
-    be = pytest.importorskip("harness.breakeven")
-    if not hasattr(be, "cost_plot_svg"):
-        pytest.skip("harness.breakeven has no cost_plot_svg yet")
-    pytest.importorskip("matplotlib")
     html = report.build_report(_rows())
     assert 'data-kind="breakeven"' in html
     section = html.split("<h2>Break-even against API prices</h2>", 1)[1].split("<h2>", 1)[0]

@@ -6,9 +6,9 @@ import csv
 
 import pytest
 
-from harness.cli import main
-from harness.results import load_frame, read_rows
-from harness.schema import COLUMNS, SCHEMA_VERSION, V0_RENAMES, migrate
+from harness.cli.main import main
+from harness.results.files import load_frame, read_rows
+from harness.results.schema import COLUMNS, SCHEMA_VERSION, V0_RENAMES, migrate
 from tests.result_factory import run_rows, write_csv
 
 # A pre-release (version 0) file, as its writer laid it out: units before percentiles,

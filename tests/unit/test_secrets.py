@@ -1,5 +1,5 @@
 """Redaction of keys in text and records (harness.secrets) and the settings checks that
-keep keys out of config files (harness.config_check)."""
+keep keys out of config files (harness.config.settings)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.config_check import check_value
+from harness.config.settings import check_value
 from harness.errors import UserError
-from harness.results import JsonlWriter, atomic_write_text, rows_to_csv
+from harness.results.files import JsonlWriter, atomic_write_text, rows_to_csv
 from harness.secrets import is_secret_name, redact, redact_obj, register_env
 
 

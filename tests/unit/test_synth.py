@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import UserError
-from harness.synth import parse_spec
-from harness.synth.shapes import custom_shape, get_preset, load_presets, preset_names
-from harness.synth.vocab import hf_tokenizer_json, spm_vocab
+from harness.models.synth import parse_spec
+from harness.models.synth.shapes import custom_shape, get_preset, load_presets, preset_names
+from harness.models.synth.vocab import hf_tokenizer_json, spm_vocab
 
 # Published total parameter counts (model cards / HF "Model size"), in billions.
 PUBLISHED_PARAMS_B = {
@@ -124,7 +124,7 @@ QUANT_TYPES = [Q("Q8_0", 8), Q("Q4_0", 2), Q("Q5_0", 6), Q("Q4_K", 12), Q("Q5_K"
 @pytest.mark.parametrize("q", QUANT_TYPES, ids=[q.name for q in QUANT_TYPES])
 def test_quantized_random_rows_have_finite_scales(q: Q) -> None:
     pytest.importorskip("llama_cpp")
-    from harness.synth.ggml import quantize_rows, row_size, validate_rows
+    from harness.models.synth.ggml import quantize_rows, row_size, validate_rows
 
     values = np.random.default_rng(1).standard_normal((8, 512), dtype=np.float32) * 0.02
     data = quantize_rows(q.type, values)
@@ -136,7 +136,7 @@ def test_quantized_random_rows_have_finite_scales(q: Q) -> None:
 def test_validation_catches_a_nan_scale() -> None:
     """The check used above can fail: a Q8_0 block whose fp16 scale is NaN."""
     pytest.importorskip("llama_cpp")
-    from harness.synth.ggml import quantize_rows, validate_rows
+    from harness.models.synth.ggml import quantize_rows, validate_rows
 
     data = bytearray(quantize_rows(8, np.ones((1, 32), dtype=np.float32)))
     data[0:2] = struct.pack("<e", float("nan"))
@@ -226,7 +226,7 @@ def test_cli_out_must_be_gguf(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_synth_model_reference_with_unknown_shape() -> None:
-    from harness.models import resolve_gguf
+    from harness.models.resolve import resolve_gguf
 
     with pytest.raises(UserError, match="Did you mean 'llama3-8b'"):
         resolve_gguf("synth:lama3-8b-q4_k_m")

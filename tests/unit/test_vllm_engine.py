@@ -12,22 +12,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from backends.base import Request
-from backends.vllm_engine import (
-    VLLMBackend,
-    check_model_dir,
-    config_from_values,
-    safetensors_params,
-    samples_from_engine_metrics,
-    server_cli_args,
-)
+from backends.base import Endpoint, Request
+from backends.prometheus import vllm_summary
+from backends.vllm.backend import VLLMBackend, safetensors_params, samples_from_engine_metrics
+from backends.vllm.config import check_model_dir, config_from_settings, server_cli_args
+from harness.config.settings import bench_settings
 from harness.errors import UserError
-from harness.prometheus import vllm_summary
 
 
 def test_offline_config_collects_flags_and_engine_table():
-    cfg = config_from_values({"model": "org/model", "max_num_seqs": 8, "enforce_eager": True,
-                              "timeout": 30}, {"dtype": "bfloat16", "swap_space": 1})
+    cfg = config_from_settings(bench_settings(
+        {"model": "org/model", "max_num_seqs": 8, "enforce_eager": True, "timeout": 30,
+         "engine": {"dtype": "bfloat16", "swap_space": 1}}), None)
     assert cfg["model"] == "org/model" and "base_url" not in cfg
     assert cfg["engine_args"] == {"dtype": "bfloat16", "swap_space": 1, "max_num_seqs": 8,
                                   "enforce_eager": True}
@@ -36,10 +32,12 @@ def test_offline_config_collects_flags_and_engine_table():
 
 def test_serve_config_splits_client_and_server_settings(tmp_path: Path):
     pytest.importorskip("openai")
-    cfg = config_from_values(
-        {"model": "org/model", "base_url": "http://127.0.0.1:8000/v1", "server": "vllm",
-         "server_info": {"engine_args": {"max_model_len": 512}}},
-        {"temperature": 0.5, "server_args": ["--x"], "max_model_len": 512})
+    cfg = config_from_settings(
+        bench_settings({"model": "org/model", "server": "vllm",
+                        "engine": {"temperature": 0.5, "server_args": ["--x"],
+                                   "max_model_len": 512}}),
+        Endpoint(base_url="http://127.0.0.1:8000/v1", model="org/model", kind="vllm",
+                 force_length="ignore_eos", info={"engine_args": {"max_model_len": 512}}))
     assert cfg["base_url"] == "http://127.0.0.1:8000/v1"
     assert cfg["engine_args"] == {"max_model_len": 512}
     assert cfg["openai"]["force_length"] == "ignore_eos"  # vLLM honours ignore_eos
@@ -50,7 +48,7 @@ def test_serve_config_splits_client_and_server_settings(tmp_path: Path):
 
 def test_missing_model_and_unknown_setting_are_user_errors():
     with pytest.raises(UserError, match="--model"):
-        config_from_values({}, {})
+        config_from_settings(bench_settings({}), None)
     with pytest.raises(UserError, match="unknown setting"):
         VLLMBackend(model="m", tensor_parallel=2)
 

@@ -1,0 +1,365 @@
+"""Any OpenAI-compatible endpoint through the official `openai` async client.
+
+Hosted APIs and local servers (llama-server, llama_cpp.server, vLLM, Ollama, LM Studio,
+SGLang) alike: streaming `/v1/completions` or `/v1/chat/completions`, the key read from
+the environment variable named by `--api-key-env`, extra request fields passed through
+(`ignore_eos`, `min_tokens`, ...). Usage comes from `stream_options.include_usage`;
+where a server sends none the runner counts with the model's tokenizer (a GGUF's vocab
+through llama.cpp, or a Hugging Face tokenizer) when one is known, else the events.
+A chunk holding several tokens says so in `TokenEvent.n_tokens` (from its logprobs, else
+the tokenizer) so the harness spreads its gap over them. Retries are off: a failed
+request is recorded with its class (connection, timeout, http_401, http_429, http_5xx,
+stream_cut, bad_response) and the run goes on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from backends.base import (
+    BackendInfo,
+    Endpoint,
+    Request,
+    RequestError,
+    TokenEvent,
+    Usage,
+    typed_config,
+)
+from backends.openai.errors import classify_error, refused, short
+from backends.openai.sse import ChunkParser
+from backends.openai.tokenizer import Tokenizer
+from harness.config.settings import BenchSettings
+from harness.errors import UserError, did_you_mean
+from harness.models.files import file_sha256, ftype_name
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+LOCAL_DUMMY_KEY = "local-server-needs-no-key"
+# How a request asks a server to produce exactly max_tokens (hosted APIs cannot).
+FORCE_LENGTH_FIELDS = ("none", "min_tokens", "ignore_eos", "both")
+# Settings of this backend an [engine] table may hold; every other key of the table is
+# an extra request field sent as is.
+_SETTING_KEYS = {"tokenizer", "force_length", "include_usage", "max_tokens_field",
+                 "check_model", "temperature", "endpoint", "http_client"}
+
+
+@dataclass
+class OpenAIConfig:
+    """Everything that decides what is sent; recorded in the result row (not the key)."""
+
+    model: str
+    base_url: str = DEFAULT_BASE_URL
+    api_key_env: str = DEFAULT_KEY_ENV
+    endpoint: str | None = None  # completions | chat | None: chat when the request says so
+    timeout_s: float = 600.0
+    tokenizer: str | None = None  # GGUF path, tokenizer.json, or a Hugging Face id/dir
+    force_length: str = "none"  # none | min_tokens | ignore_eos | both
+    include_usage: bool = True
+    max_tokens_field: str = "max_tokens"  # or max_completion_tokens (newer hosted models)
+    check_model: bool = True  # ask GET /models whether the model is served
+    temperature: float | None = 0.0
+    http_client: str = "auto"  # auto | aiohttp | httpx: the openai client's transport
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    server: dict[str, Any] = field(default_factory=dict)  # a managed server's description
+
+
+def is_loopback(base_url: str) -> bool:
+    """True for http(s)://localhost, 127.x.x.x or [::1] URLs."""
+    host = urlsplit(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def public_url(base_url: str) -> str:
+    """The URL without user:password or query (safe to record)."""
+    parts = urlsplit(base_url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def config_from_settings(settings: BenchSettings, endpoint: Endpoint | None = None,
+                         context_tokens: int | None = None,
+                         engine: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The backend's config from the run's settings and, for a managed server, its
+    endpoint; `engine` (default: the settings' [engine] table) holds this backend's
+    settings and extra request fields."""
+    engine = dict(settings.engine if engine is None else engine)
+    model = endpoint.model if endpoint is not None else settings.model
+    if not model:
+        raise UserError("--backend openai needs --model NAME: the model name the endpoint "
+                        "serves (GET <base-url>/models lists them)")
+    base_url = str(endpoint.base_url if endpoint is not None
+                   else settings.base_url or DEFAULT_BASE_URL).rstrip("/")
+    if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).hostname:
+        raise UserError(f"--base-url {base_url!r} is not an http(s) URL; e.g. "
+                        "http://127.0.0.1:8000/v1")
+    server = dict(endpoint.info) if endpoint is not None else {}
+    force_default = (endpoint.force_length if endpoint is not None else None) or "none"
+    tokenizer = settings.tokenizer or engine.pop("tokenizer", None)
+    if tokenizer is None and endpoint is not None:
+        tokenizer = endpoint.tokenizer
+    cfg: dict[str, Any] = {
+        "model": str(model), "base_url": base_url,
+        "api_key_env": settings.api_key_env or DEFAULT_KEY_ENV,
+        "endpoint": settings.endpoint or engine.pop("endpoint", None),
+        "timeout_s": float(settings.timeout or 600.0),
+        "tokenizer": tokenizer,
+        "force_length": engine.pop("force_length", force_default),
+        "server": server,
+    }
+    for key in ("include_usage", "max_tokens_field", "check_model", "temperature",
+                "http_client"):
+        if key in engine:
+            cfg[key] = engine.pop(key)
+    if cfg["force_length"] not in FORCE_LENGTH_FIELDS:
+        raise UserError(f"[engine] force_length = {cfg['force_length']!r}: must be one of "
+                        f"{', '.join(FORCE_LENGTH_FIELDS)}")
+    if cfg["endpoint"] not in (None, "completions", "chat"):
+        raise UserError(f"--endpoint {cfg['endpoint']!r}: must be completions or chat")
+    cfg["extra_body"] = engine  # the rest: extra request fields
+    return cfg
+
+
+class OpenAIBackend:
+    """An OpenAI-compatible endpoint; requests run concurrently (the server decides)."""
+
+    name = "openai"
+    max_concurrency: int | None = None
+
+    @classmethod
+    def config_from_settings(cls, settings: BenchSettings, endpoint: Endpoint | None,
+                             context_tokens: int) -> dict[str, Any]:
+        """This backend's config (see `config_from_settings` of this module)."""
+        return config_from_settings(settings, endpoint)
+
+    def __init__(self, **config: Any) -> None:
+        self.config = typed_config("openai", OpenAIConfig, config)
+        self.client: Any = None
+        self.tokenizer: Tokenizer | None = None
+        self._api_key = self._read_key()
+
+    def _read_key(self) -> str:
+        """The key from the named environment variable; a dummy for loopback servers."""
+        var = self.config.api_key_env
+        key = os.environ.get(var)
+        if key:
+            return key
+        if is_loopback(self.config.base_url):
+            return LOCAL_DUMMY_KEY
+        raise UserError(f"environment variable {var} is not set; export it with the API key "
+                        f"for {public_url(self.config.base_url)}, or name another variable "
+                        "with --api-key-env VAR")
+
+    async def open(self) -> BackendInfo:
+        try:
+            import openai
+        except ImportError:
+            raise UserError("the openai package is not installed: pip install -e '.[openai]'"
+                            ) from None
+        cfg = self.config
+        self.client = openai.AsyncOpenAI(base_url=cfg.base_url, api_key=self._api_key,
+                                         max_retries=0, timeout=cfg.timeout_s,
+                                         http_client=self._http_client(openai))
+        try:
+            if cfg.check_model:
+                await self._check_model(openai)
+            if cfg.tokenizer:
+                self.tokenizer = Tokenizer(cfg.tokenizer)
+        except BaseException:
+            await self.close()  # the caller gets no backend to close
+            raise
+        return self._info(openai.__version__)
+
+    def _http_client(self, openai: Any) -> Any:
+        """The client's transport: aiohttp (its C HTTP parser costs the client less per
+        chunk; the `openai[aiohttp]` extra) when chosen or, for `auto`, installed."""
+        choice = self.config.http_client
+        if choice not in ("auto", "aiohttp", "httpx"):
+            raise UserError(f"[engine] http_client = {choice!r}: must be auto, aiohttp or "
+                            "httpx")
+        if choice == "httpx":
+            return None
+        try:
+            import aiohttp  # noqa: F401
+
+            return openai.DefaultAioHttpClient(timeout=self.config.timeout_s)
+        except (ImportError, RuntimeError, AttributeError):
+            if choice == "aiohttp":
+                raise UserError("[engine] http_client = 'aiohttp' needs the openai[aiohttp] "
+                                "extra: pip install 'openai[aiohttp]'") from None
+            return None
+
+    async def _check_model(self, openai: Any) -> None:
+        """GET /models: the endpoint answers, accepts the key, and serves the model."""
+        cfg = self.config
+        url = public_url(cfg.base_url)
+        try:
+            page = await self.client.with_options(timeout=min(cfg.timeout_s, 30.0)
+                                                  ).models.list()
+        except openai.APITimeoutError as exc:
+            if refused(exc):
+                raise UserError(f"cannot connect to {url} (--base-url): connection refused; "
+                                "is the server running and the URL right?") from None
+            raise UserError(f"{url} did not answer GET /models within 30 s (--base-url)"
+                            ) from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc.__context__
+            raise UserError(f"cannot connect to {url} (--base-url): "
+                            f"{short(str(cause or exc), 160)}; is the server running "
+                            "and the URL right?") from None
+        except openai.AuthenticationError:
+            raise UserError(f"{url} rejected the API key from ${cfg.api_key_env} (HTTP 401); "
+                            "check the key, or name another variable with --api-key-env"
+                            ) from None
+        except openai.NotFoundError:
+            raise UserError(f"{url}/models answered 404: wrong --base-url? OpenAI-compatible "
+                            "servers serve under /v1 (e.g. http://127.0.0.1:8000/v1); set "
+                            "check_model = false in [engine] for an endpoint without "
+                            "/models") from None
+        except openai.APIStatusError as exc:
+            raise UserError(f"{url}/models answered HTTP {exc.status_code}: "
+                            f"{short(exc.message, 160)} (--base-url)") from None
+        ids = [m.id for m in getattr(page, "data", []) or []]
+        if ids and cfg.model not in ids:
+            shown = ", ".join(ids[:8]) + (f" (+{len(ids) - 8} more)" if len(ids) > 8 else "")
+            raise UserError(f"model '{cfg.model}' is not served by {url} (--model); it "
+                            f"serves: {shown}." + did_you_mean(cfg.model, ids))
+
+    def _info(self, sdk_version: str) -> BackendInfo:
+        cfg = self.config
+        server = cfg.server
+        meta = self.tokenizer.metadata if self.tokenizer is not None else {}
+        model_path = str(server.get("model_path") or "")
+        sha, size_mb = "", None
+        if model_path and Path(model_path).is_file():
+            sha = file_sha256(Path(model_path))
+            size_mb = round(Path(model_path).stat().st_size / 2**20, 1)
+        quant = ""
+        if meta.get("general.file_type") is not None:
+            try:
+                quant = ftype_name(int(meta["general.file_type"]))
+            except ValueError:
+                quant = ""
+        settings = {
+            "base_url": public_url(cfg.base_url), "endpoint": cfg.endpoint or "per scenario",
+            "api_key_env": cfg.api_key_env, "timeout_s": cfg.timeout_s,
+            "tokenizer": cfg.tokenizer or "", "force_length": cfg.force_length,
+            # none: the server may stop early; N_out is what it produced (long_answer)
+            "output_length_forced": cfg.force_length != "none",
+            "include_usage": cfg.include_usage, "max_tokens_field": cfg.max_tokens_field,
+            "temperature": cfg.temperature, "extra_body": cfg.extra_body,
+            "client": f"openai-python {sdk_version}", "retries": 0,
+        }
+        if server:
+            settings["server"] = {k: v for k, v in server.items()
+                                  if k not in ("engine", "engine_version", "model_path")}
+        return BackendInfo(
+            backend=self.name,
+            engine=str(server.get("engine") or "openai-compatible"),
+            engine_version=str(server.get("engine_version") or "unknown"),
+            engine_build=f"openai-python {sdk_version}",
+            model=cfg.model, model_path=model_path, model_sha256=sha, model_size_mb=size_mb,
+            model_arch=str(meta.get("general.architecture", "")), quant=quant,
+            weights="real", device=str(server.get("device") or
+                                       ("local" if is_loopback(cfg.base_url) else "remote")),
+            settings=settings,
+        )
+
+    def count_tokens(self, text: str, prompt: bool = False) -> int | None:
+        """Tokens by the model's tokenizer when one is known, else None."""
+        if self.tokenizer is None:
+            return None
+        return self.tokenizer.count(text, prompt)
+
+    def request_body(self, request: Request) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(endpoint, standard arguments, extra fields) for one request."""
+        cfg = self.config
+        endpoint = cfg.endpoint or ("chat" if request.chat else "completions")
+        args: dict[str, Any] = {"model": cfg.model, "stream": True,
+                                cfg.max_tokens_field: request.max_output_tokens}
+        if cfg.temperature is not None:
+            args["temperature"] = cfg.temperature
+        if cfg.include_usage:
+            args["stream_options"] = {"include_usage": True}
+        if endpoint == "chat":
+            args["messages"] = [{"role": "user", "content": request.prompt}]
+        else:
+            args["prompt"] = request.prompt
+        extra = dict(cfg.extra_body)
+        if request.force_output_length:
+            if cfg.force_length in ("min_tokens", "both"):
+                extra["min_tokens"] = request.max_output_tokens
+            if cfg.force_length in ("ignore_eos", "both"):
+                extra["ignore_eos"] = True
+        extra.update(request.extra)
+        return endpoint, args, extra
+
+    async def stream(self, request: Request) -> AsyncIterator[TokenEvent]:
+        """Send one streaming request; yield an event per chunk with content, then one
+        carrying the usage when the server sent it.
+
+        The official client sends the request (auth, errors by status); the server-sent
+        events are read from the raw response and parsed here, which costs a fraction
+        of building the client's typed chunk objects (see bench/client_overhead.py).
+        """
+        if self.client is None:
+            raise RuntimeError("open() the backend first")
+        endpoint, args, extra = self.request_body(request)
+        api = self.client.chat.completions if endpoint == "chat" else self.client.completions
+        manager = api.with_streaming_response.create(**args, extra_body=extra or None)
+        try:
+            response = await manager.__aenter__()
+        except Exception as exc:  # noqa: BLE001 - classified, recorded by the runner
+            raise classify_error(exc) from None
+        parser = ChunkParser(chat=endpoint == "chat", count=(
+            self.tokenizer.count if self.tokenizer is not None else None))
+        try:
+            async for data in response.iter_bytes():
+                t_ns = time.perf_counter_ns()
+                for text, n_tokens in parser.feed(data):
+                    yield TokenEvent(t_ns=t_ns, text=text, n_tokens=n_tokens)
+                # After [DONE] the body is read to its end, so the connection is reused.
+        except RequestError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified, recorded by the runner
+            raise classify_error(exc, streaming=True) from None
+        finally:
+            try:
+                await manager.__aexit__(None, None, None)
+            except Exception:  # noqa: BLE001 - closing a broken stream: best effort
+                pass
+        if not parser.finished:
+            raise RequestError("stream_cut", "the stream ended without a finish_reason")
+        if parser.usage is not None:
+            yield TokenEvent(t_ns=time.perf_counter_ns(), text="", n_tokens=0,
+                             usage=self._usage(parser.usage))
+
+    def _usage(self, raw: dict[str, Any]) -> Usage:
+        n_in = raw.get("prompt_tokens")
+        n_out = raw.get("completion_tokens")
+        return Usage(input_tokens=n_in, output_tokens=n_out, source="engine")
+
+    async def close(self) -> None:
+        if self.client is not None:
+            client, self.client = self.client, None
+            await client.close()
+        if self.tokenizer is not None:
+            self.tokenizer.close()
+            self.tokenizer = None
+
+
+__all__ = ["OpenAIBackend", "OpenAIConfig", "classify_error", "config_from_settings",
+           "is_loopback", "public_url"]

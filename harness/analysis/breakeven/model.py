@@ -1,0 +1,643 @@
+"""The break-even model: measured throughput and power, priced against hosted APIs.
+
+Pure functions, no I/O: result rows (a pandas DataFrame from `harness.results.files.load_frame`)
+plus prices (`harness.analysis.prices`) in, numbers and text out. Volumes are total tokens (input +
+output) per month, in the measured workload's own input:output mix; a month is 30 days
+(2,592,000 s, 720 h), as in the source article.
+
+For one machine option:
+  capacity      C = total_tok_s x 2,592,000 x utilization                 (tokens/month)
+  fixed         A = purchase_usd / amortize_months            (owned; or usd_per_hour x 720)
+                    + idle_power_w x 720 h x electricity x PUE               (per machine)
+  marginal      b = (load_power_w - idle_power_w) / total_tok_s x electricity x PUE
+                                                               (energy per token above idle)
+  local cost    L(V) = ops + n(V) x A + b x V,   n(V) = max(1, ceil(V / C))
+  API cost      P(V) = p x V,  p = share_in x price_in + share_out x price_out   (per token)
+  break-even    the least V with L(V) <= P(V): with n machines V* = (ops + n A) / (p - b);
+                none when p <= b, or when a full machine costs more than its tokens would
+                at the API (A + b C > p C): "capacity below break-even".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from harness.analysis.prices import ApiPrice, Catalog, HardwarePrice, load_catalog
+from harness.errors import CheckFailed, UserError, did_you_mean
+
+SECONDS_PER_MONTH = 30 * 86_400
+HOURS_PER_MONTH = 30 * 24
+MTOK = 1_000_000
+DEFAULT_VOLUMES_MTOK: tuple[float, ...] = (5, 20, 50, 200, 500)
+REQUIRED_COLUMNS = ("total_throughput_tok_s", "input_tokens", "output_tokens")
+
+
+# ------------------------------------------------------------------ inputs
+
+@dataclass(frozen=True)
+class Measured:
+    """What one machine was measured to do on one scenario of a workload."""
+
+    total_tok_s: float  # (input + output) tokens per second, the workload's own mix
+    input_share: float  # input tokens / (input + output) tokens
+    load_power_w: float | None = None
+    idle_power_w: float | None = None
+    power_origin: str = "none"  # measured | estimated | catalog | flag | none
+    label: str = ""
+    machine_id: str = ""
+    machine_name: str = ""  # GPU or CPU model
+    model: str = ""
+    weights: str = ""
+    workload: str = ""
+    scenario: str = ""
+    backend: str = ""
+    concurrency: int | None = None
+    selection: str = ""
+    source_file: str = ""
+    row: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.weights == "synthetic"
+
+
+@dataclass(frozen=True)
+class Economics:
+    """What running one machine costs: owned (amortized purchase) or rented (per hour)."""
+
+    name: str
+    kind: str  # owned | rented
+    purchase_usd: float | None = None
+    amortize_months: float | None = None
+    rent_usd_per_hour: float | None = None
+    electricity_usd_per_kwh: float = 0.119
+    pue: float = 1.0
+    ops_usd_per_month: float = 0.0  # for the whole deployment, not per machine
+    utilization: float = 1.0  # share of the month a machine may be busy: capacity and duty
+    date: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """The linear cost model of one option: L(V) = ops + n(V) A + b V."""
+
+    capacity_full_tok: float  # tokens/month of one machine at 100% utilization
+    utilization: float
+    machine_fixed_usd: float  # A: hardware (or rent) + idle energy, per machine per month
+    marginal_usd_per_mtok: float  # b: energy above idle per million tokens
+    ops_usd: float  # per deployment per month
+    hardware_usd: float  # hardware or rent part of A
+    idle_energy_usd: float  # idle-energy part of A
+
+    @property
+    def capacity_tok(self) -> float:
+        """Tokens/month one machine makes at the planned utilization."""
+        return self.capacity_full_tok * self.utilization
+
+
+@dataclass(frozen=True)
+class BreakEven:
+    """The break-even volume against one API price, or None with the reason."""
+
+    volume_tok: float | None
+    machines: int | None
+    reason: str
+    one_machine_volume_tok: float | None  # (ops + A) / (p - b): what one machine would need
+
+
+@dataclass(frozen=True)
+class HybridPlan:
+    """Local machines for the base load, the API for the overflow."""
+
+    machines: int
+    local_tok: float
+    api_tok: float
+    usd: float
+    local_only_usd: float
+    api_only_usd: float
+
+
+# ------------------------------------------------------------------ basic arithmetic
+
+def capacity_tok_per_month(total_tok_s: float, utilization: float = 1.0) -> float:
+    """Tokens one machine makes in a 30-day month at the given utilization."""
+    return total_tok_s * SECONDS_PER_MONTH * utilization
+
+
+def hardware_usd_per_month(econ: Economics) -> float:
+    """Amortized purchase (owned) or 24/7 rent (rented), per machine per month."""
+    if econ.kind == "rented":
+        return float(econ.rent_usd_per_hour or 0.0) * HOURS_PER_MONTH
+    return float(econ.purchase_usd or 0.0) / float(econ.amortize_months or 1.0)
+
+
+def energy_usd_per_month(load_power_w: float, idle_power_w: float, duty_cycle: float,
+                         electricity_usd_per_kwh: float, pue: float = 1.0) -> float:
+    """Electricity for one machine busy `duty_cycle` of the month and idle the rest."""
+    avg_w = duty_cycle * load_power_w + (1.0 - duty_cycle) * idle_power_w
+    return avg_w / 1000.0 * HOURS_PER_MONTH * electricity_usd_per_kwh * pue
+
+
+def blended_usd_per_mtok(api: ApiPrice, input_share: float,
+                         cached_input_share: float = 0.0) -> float:
+    """An API's price per million tokens at this input:output mix; `cached_input_share`
+    of the input tokens at the cached-input price where the API gives one."""
+    input_price = api.input_usd_per_mtok
+    if cached_input_share and api.cached_input_usd_per_mtok is not None:
+        input_price = (cached_input_share * api.cached_input_usd_per_mtok
+                       + (1.0 - cached_input_share) * api.input_usd_per_mtok)
+    return input_share * input_price + (1.0 - input_share) * api.output_usd_per_mtok
+
+
+def cost_model(measured: Measured, econ: Economics) -> CostModel:
+    """The cost model of running `measured` on machines priced by `econ`. Rented machines
+    include their energy in the rent; without power figures energy is not priced."""
+    hardware = hardware_usd_per_month(econ)
+    idle_usd = 0.0
+    marginal = 0.0
+    if econ.kind == "owned" and measured.load_power_w is not None:
+        load_w = measured.load_power_w
+        idle_w = measured.idle_power_w if measured.idle_power_w is not None else load_w
+        idle_w = min(idle_w, load_w)  # a noisy idle reading above load adds no energy
+        idle_usd = energy_usd_per_month(load_w, idle_w, 0.0, econ.electricity_usd_per_kwh,
+                                        econ.pue)
+        joules_per_mtok_above_idle = (load_w - idle_w) / measured.total_tok_s * MTOK
+        marginal = joules_per_mtok_above_idle / 3.6e6 * econ.electricity_usd_per_kwh * econ.pue
+    return CostModel(
+        capacity_full_tok=capacity_tok_per_month(measured.total_tok_s, 1.0),
+        utilization=econ.utilization, machine_fixed_usd=hardware + idle_usd,
+        marginal_usd_per_mtok=marginal, ops_usd=econ.ops_usd_per_month,
+        hardware_usd=hardware, idle_energy_usd=idle_usd)
+
+
+def machines_needed(volume_tok: float, capacity_tok: float) -> int:
+    """Machines needed for a monthly volume (at least one)."""
+    if volume_tok <= 0:
+        return 1
+    return max(1, math.ceil(volume_tok / capacity_tok - 1e-9))
+
+
+def local_monthly_usd(model: CostModel, volume_tok: float) -> tuple[int, float]:
+    """(machines, USD/month) to serve `volume_tok` tokens/month locally."""
+    n = machines_needed(volume_tok, model.capacity_tok)
+    usd = model.ops_usd + n * model.machine_fixed_usd + model.marginal_usd_per_mtok * (
+        volume_tok / MTOK)
+    return n, usd
+
+
+def cost_per_mtok(model: CostModel, utilization: float | None = None) -> float:
+    """USD per million tokens of a one-machine deployment busy `utilization` of the
+    month (default: the model's planned utilization); 1.0 gives the cost at full load."""
+    u = model.utilization if utilization is None else utilization
+    volume_mtok = model.capacity_full_tok * u / MTOK
+    return (model.ops_usd + model.machine_fixed_usd) / volume_mtok + model.marginal_usd_per_mtok
+
+
+def break_even(model: CostModel, api_usd_per_mtok: float) -> BreakEven:
+    """The least monthly volume at which local costs no more than the API, or None with
+    the reason. Machines are added as volume outgrows capacity."""
+    p, b = api_usd_per_mtok, model.marginal_usd_per_mtok
+    fixed_one = model.ops_usd + model.machine_fixed_usd
+    cap_mtok = model.capacity_tok / MTOK
+    if p <= b:
+        return BreakEven(None, None,
+                         f"energy alone costs ${b:.3g}/M tokens at this throughput, the "
+                         f"API ${p:.3g}/M", None)
+    one_machine_mtok = fixed_one / (p - b)
+    margin = cap_mtok * (p - b) - model.machine_fixed_usd  # what a full machine saves
+    if margin < 0 or (margin == 0 and model.ops_usd > 0):
+        return BreakEven(
+            None, None,
+            f"capacity below break-even: a machine makes at most {cap_mtok:,.3g} M "
+            f"tokens/month (${cap_mtok * p:,.0f} at ${p:.3g}/M) and costs "
+            f"${model.machine_fixed_usd + b * cap_mtok:,.0f}/month; break-even needs "
+            f"{one_machine_mtok:,.3g} M", one_machine_mtok * MTOK)
+    n = 1 if model.ops_usd == 0 else max(1, math.ceil(model.ops_usd / margin - 1e-12))
+    volume_mtok = (model.ops_usd + n * model.machine_fixed_usd) / (p - b)
+    reason = "" if n == 1 else f"needs {n} machines to spread the operations cost"
+    return BreakEven(volume_mtok * MTOK, n, reason, one_machine_mtok * MTOK)
+
+
+def hybrid_plan(model: CostModel, api_usd_per_mtok: float, volume_tok: float) -> HybridPlan:
+    """The cheapest split of `volume_tok`: n local machines run full, the API takes the
+    rest (n = 0 is pure API, n = ceil(V/C) pure local)."""
+    cap = model.capacity_tok
+    p_tok = api_usd_per_mtok / MTOK
+    b_tok = model.marginal_usd_per_mtok / MTOK
+    candidates = sorted({0, math.floor(volume_tok / cap + 1e-9), machines_needed(volume_tok, cap)})
+    best: tuple[float, int, float] | None = None
+    for n in candidates:
+        local = min(volume_tok, n * cap)
+        usd = ((model.ops_usd if n > 0 else 0.0) + n * model.machine_fixed_usd
+               + b_tok * local + p_tok * (volume_tok - local))
+        if best is None or usd < best[0] - 1e-9:
+            best = (usd, n, local)
+    assert best is not None
+    usd, n, local = best
+    return HybridPlan(machines=n, local_tok=local, api_tok=volume_tok - local, usd=usd,
+                      local_only_usd=local_monthly_usd(model, volume_tok)[1],
+                      api_only_usd=p_tok * volume_tok)
+
+
+# ------------------------------------------------------------------ rows → measurements
+
+def as_float(value: Any) -> float | None:
+    """A float from a result cell; None when empty, NaN or not a number."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _machine_name(row: dict[str, Any]) -> str:
+    gpu = str(row.get("gpu_name") or "")
+    count = int(as_float(row.get("gpu_count")) or 0)
+    if gpu:
+        return f"{count}x {gpu}" if count > 1 else gpu
+    return str(row.get("cpu_model") or row.get("hostname") or row.get("machine_id") or "?")
+
+
+def measured_from_row(row: dict[str, Any], selection: str = "") -> Measured:
+    """A Measured from one result row: total throughput and input share from its token
+    counts, load and idle power where the row has them."""
+    inp = as_float(row.get("input_tokens")) or 0.0
+    out = as_float(row.get("output_tokens")) or 0.0
+    total = as_float(row.get("total_throughput_tok_s"))
+    out_tps = as_float(row.get("output_throughput_tok_s"))
+    if (total is None or total <= 0) and out_tps and out > 0:
+        total = out_tps * (inp + out) / out
+    if total is None or total <= 0 or inp + out <= 0:
+        raise UserError(f"{row.get('source_file') or 'result row'}: scenario "
+                        f"{row.get('scenario')!r} has no throughput (total_throughput_tok_s, "
+                        "input_tokens, output_tokens); rerun `harness bench`")
+    load_w = as_float(row.get("avg_power_w"))
+    idle_w = as_float(row.get("idle_power_w"))
+    method = str(row.get("power_method") or "")
+    origin = "none" if load_w is None else ("estimated" if method == "estimated" else "measured")
+    conc = as_float(row.get("concurrency"))
+    weights = str(row.get("weights") or "")
+    name = _machine_name(row)
+    label = (f"{name} · {row.get('model') or '?'} · {row.get('scenario') or '?'}"
+             + (f" c={int(conc)}" if conc is not None else "")
+             + (" · SYNTHETIC weights" if weights == "synthetic" else ""))
+    return Measured(
+        total_tok_s=float(total), input_share=inp / (inp + out), load_power_w=load_w,
+        idle_power_w=idle_w, power_origin=origin, label=label,
+        machine_id=str(row.get("machine_id") or ""), machine_name=name,
+        model=str(row.get("model") or ""), weights=weights,
+        workload=str(row.get("workload") or ""), scenario=str(row.get("scenario") or ""),
+        backend=str(row.get("backend") or ""),
+        concurrency=int(conc) if conc is not None else None, selection=selection,
+        source_file=str(row.get("source_file") or ""), row=dict(row))
+
+
+_GROUP = ["machine_id", "model", "quant", "weights", "backend", "workload", "scenario",
+          "load_mode"]
+
+
+def select_measurements(frame: Any, concurrency: int | None = None,
+                        slo_ttft_ms: float | None = None, slo_tpot_ms: float | None = None,
+                        scenario: str | None = None) -> tuple[list[Measured], list[str]]:
+    """One Measured per (machine, model, workload, scenario): the row at `concurrency`,
+    else the highest-throughput row meeting the p99 SLOs given, else the highest-throughput
+    row. Returns the measurements and notes about what was skipped."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns or frame[c].isna().all()]
+    if missing:
+        files = sorted(set(map(str, frame.get("source_file", []))))
+        raise UserError(f"{', '.join(files) or 'results'}: no values in column(s) "
+                        f"{', '.join(missing)}, which break-even needs; give CSVs written by "
+                        "`harness bench`")
+    notes: list[str] = []
+    df = frame
+    if "status" in df.columns:
+        partial = df["status"] == "partial"
+        if partial.any() and not partial.all():
+            notes.append(f"{int(partial.sum())} partial (interrupted) row(s) left out")
+            df = df[~partial]
+    if scenario is not None:
+        names = sorted(set(map(str, df["scenario"].dropna())))
+        df = df[df["scenario"] == scenario]
+        if df.empty:
+            raise UserError(f"--scenario {scenario!r}: no such scenario in the results."
+                            f"{did_you_mean(scenario, names)} Have: {', '.join(names)}")
+    df = df[df["total_throughput_tok_s"].fillna(0) > 0]
+    if df.empty:
+        raise UserError("no result row has a throughput above zero; rerun `harness bench`")
+    if concurrency is not None:
+        have = sorted({int(c) for c in df["concurrency"].dropna()})
+        df = df[df["concurrency"] == concurrency]
+        if df.empty:
+            raise UserError(f"--concurrency {concurrency}: no result row at that concurrency; "
+                            f"have {', '.join(map(str, have)) or 'none'}")
+        selection = f"concurrency {concurrency}"
+    elif slo_ttft_ms is not None or slo_tpot_ms is not None:
+        ok = df["total_throughput_tok_s"].notna()
+        slos = []
+        if slo_ttft_ms is not None:
+            ok &= df["ttft_ms_p99"].notna() & (df["ttft_ms_p99"] <= slo_ttft_ms)
+            slos.append(f"TTFT p99 <= {slo_ttft_ms:g} ms")
+        if slo_tpot_ms is not None:
+            ok &= df["tpot_ms_p99"].notna() & (df["tpot_ms_p99"] <= slo_tpot_ms)
+            slos.append(f"TPOT p99 <= {slo_tpot_ms:g} ms")
+        selection = "best meeting " + " and ".join(slos)
+        if not ok.any():
+            best = df.sort_values("total_throughput_tok_s").iloc[-1]
+            raise CheckFailed(
+                "no result row meets " + " and ".join(slos) + f" (the fastest row has TTFT p99 "
+                f"{as_float(best.get('ttft_ms_p99'))} ms, TPOT p99 {as_float(best.get('tpot_ms_p99'))}"
+                " ms); loosen the SLOs or measure lower concurrency")
+        before = set(map(str, df["scenario"]))
+        dropped = df[~ok]
+        df = df[ok]
+        if not dropped.empty:
+            notes.append(f"{len(dropped)} row(s) miss the SLOs ({' and '.join(slos)})")
+        lost = sorted(before - set(map(str, df["scenario"])))
+        if lost:
+            notes.append(f"no row of scenario(s) {', '.join(lost)} meets the SLOs: left out")
+    else:
+        selection = "highest throughput (no SLO given)"
+    group_cols = [c for c in _GROUP if c in df.columns]
+    chosen = []
+    for _, group in df.groupby(group_cols, dropna=False, sort=False):
+        best = group.sort_values("total_throughput_tok_s", kind="stable").iloc[-1]
+        runs = group["run_id"].nunique() if "run_id" in group.columns else 1
+        if runs > 1:
+            notes.append(f"scenario {best['scenario']!r} on {best.get('machine_id')} has rows "
+                         f"from {runs} runs; the fastest row was used (give one run's CSV "
+                         "to choose)")
+        chosen.append(measured_from_row(best.to_dict(), selection))
+    return chosen, notes
+
+
+# ------------------------------------------------------------------ economics
+
+@dataclass(frozen=True)
+class Assumptions:
+    """Everything besides the measurement that the prices depend on."""
+
+    electricity_usd_per_kwh: float = 0.119
+    pue: float = 1.0
+    ops_usd_per_month: float = 0.0
+    utilization: float = 1.0
+    amortize_months: float | None = None  # None: the hardware entry's, else the default
+    cached_input_share: float = 0.0
+    power_w: float | None = None  # replaces the measured load power
+    idle_power_w: float | None = None  # replaces the measured idle power
+
+
+def economics_from_hardware(hw: HardwarePrice, a: Assumptions,
+                            default_amortize_months: float = 36.0) -> Economics:
+    """Economics of a catalog hardware entry under the given assumptions."""
+    months = a.amortize_months or hw.amortize_months or default_amortize_months
+    return Economics(
+        name=hw.name, kind=hw.kind, purchase_usd=hw.purchase_usd,
+        amortize_months=months if hw.kind == "owned" else None,
+        rent_usd_per_hour=hw.usd_per_hour, electricity_usd_per_kwh=a.electricity_usd_per_kwh,
+        pue=a.pue, ops_usd_per_month=a.ops_usd_per_month, utilization=a.utilization,
+        date=hw.date, source=hw.source)
+
+
+def with_power(measured: Measured, a: Assumptions, hw: HardwarePrice | None) -> Measured:
+    """The measurement with flag-given power replacing measured power, or the catalog's
+    power for the hardware where nothing was measured."""
+    if a.power_w is not None or a.idle_power_w is not None:
+        load = a.power_w if a.power_w is not None else measured.load_power_w
+        idle = a.idle_power_w if a.idle_power_w is not None else measured.idle_power_w
+        if load is None:
+            load = idle
+        return replace(measured, load_power_w=load, idle_power_w=idle, power_origin="flag")
+    if measured.load_power_w is None and hw is not None and hw.power_w is not None:
+        return replace(measured, load_power_w=hw.power_w,
+                       idle_power_w=hw.idle_power_w if hw.idle_power_w else hw.power_w,
+                       power_origin="catalog")
+    return measured
+
+
+# ------------------------------------------------------------------ the analysis
+
+def _round(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None else float(f"{x:.{digits}g}")
+
+
+def analyse_option(measured: Measured, econ: Economics | None, apis: list[ApiPrice],
+                   volumes_tok: list[float], cached_input_share: float = 0.0,
+                   hardware_note: str = "") -> dict[str, Any]:
+    """Everything about one machine option as a JSON-able dict: capacity, cost per
+    million tokens, break-even against each API, the cost table, hybrid plans and the
+    sensitivity table. `econ` None: an unpriced option (capacity and API value only)."""
+    prices = {api.name: blended_usd_per_mtok(api, measured.input_share, cached_input_share)
+              for api in apis}
+    cap_full = capacity_tok_per_month(measured.total_tok_s, 1.0)
+    out: dict[str, Any] = {
+        "label": measured.label, "machine_id": measured.machine_id,
+        "machine": measured.machine_name, "model": measured.model,
+        "weights": measured.weights, "synthetic_weights": measured.synthetic,
+        "workload": measured.workload, "scenario": measured.scenario,
+        "backend": measured.backend, "concurrency": measured.concurrency,
+        "selection": measured.selection, "source_file": measured.source_file,
+        "total_tok_s": _round(measured.total_tok_s),
+        "input_share": _round(measured.input_share, 4),
+        "load_power_w": _round(measured.load_power_w),
+        "idle_power_w": _round(measured.idle_power_w),
+        "power_origin": measured.power_origin,
+        "capacity_mtok_per_month_full": _round(cap_full / MTOK),
+        "api_usd_per_mtok": {k: _round(v) for k, v in prices.items()},
+        "api_value_of_full_machine_usd": {k: _round(v * cap_full / MTOK)
+                                          for k, v in prices.items()},
+        "hardware": None, "priced": econ is not None, "unpriced_reason": hardware_note,
+    }
+    if econ is None:
+        return out
+    model = cost_model(measured, econ)
+    out["hardware"] = asdict(econ)
+    out.update({
+        "utilization": econ.utilization,
+        "capacity_mtok_per_month": _round(model.capacity_tok / MTOK),
+        "hardware_usd_per_month": _round(model.hardware_usd),
+        "idle_energy_usd_per_month": _round(model.idle_energy_usd),
+        "machine_fixed_usd_per_month": _round(model.machine_fixed_usd),
+        "marginal_energy_usd_per_mtok": _round(model.marginal_usd_per_mtok),
+        "ops_usd_per_month": econ.ops_usd_per_month,
+        "one_machine_usd_per_month_at_utilization": _round(
+            local_monthly_usd(model, model.capacity_tok)[1]),
+        "cost_per_mtok_full": _round(cost_per_mtok(model, 1.0)),
+        "cost_per_mtok_at_utilization": _round(cost_per_mtok(model)),
+    })
+    versus = []
+    for name, p in prices.items():
+        be = break_even(model, p)
+        versus.append({"api": name, "api_usd_per_mtok": _round(p),
+                       "break_even_mtok_per_month": _round(be.volume_tok / MTOK)
+                       if be.volume_tok is not None else None,
+                       "machines": be.machines, "reason": be.reason,
+                       "one_machine_break_even_mtok": _round(be.one_machine_volume_tok / MTOK)
+                       if be.one_machine_volume_tok is not None else None})
+    out["versus"] = versus
+    table = []
+    for v in volumes_tok:
+        n, usd = local_monthly_usd(model, v)
+        entry: dict[str, Any] = {"volume_mtok": _round(v / MTOK), "machines": n,
+                                 "local_usd": _round(usd),
+                                 "api_usd": {k: _round(p * v / MTOK) for k, p in prices.items()},
+                                 "hybrid": {}}
+        for k, p in prices.items():
+            h = hybrid_plan(model, p, v)
+            entry["hybrid"][k] = {"usd": _round(h.usd), "machines": h.machines,
+                                  "local_mtok": _round(h.local_tok / MTOK),
+                                  "api_mtok": _round(h.api_tok / MTOK)}
+        table.append(entry)
+    out["cost_table"] = table
+    out["sensitivity"] = sensitivity(measured, econ, prices)
+    return out
+
+
+def _variants(measured: Measured, econ: Economics) -> list[tuple[str, str, Measured, Economics]]:
+    rows: list[tuple[str, str, Measured, Economics]] = [("base", "", measured, econ)]
+    owned = econ.kind == "owned"
+    powered = owned and measured.load_power_w is not None
+    if powered:
+        for f in (0.5, 2.0):
+            rows.append(("electricity", f"${econ.electricity_usd_per_kwh * f:.3g}/kWh", measured,
+                         replace(econ, electricity_usd_per_kwh=econ.electricity_usd_per_kwh * f)))
+        if econ.pue != 1.5:
+            rows.append(("pue", "1.5", measured, replace(econ, pue=1.5)))
+    for u in (0.25, 0.5, 1.0):
+        if abs(u - econ.utilization) > 1e-9:
+            rows.append(("utilization", f"{u:g}", measured, replace(econ, utilization=u)))
+    if owned:
+        for m in (24, 36, 60):
+            if abs(m - (econ.amortize_months or 0)) > 1e-9:
+                rows.append(("amortize months", f"{m}", measured,
+                             replace(econ, amortize_months=float(m))))
+        for f in (0.75, 1.25):
+            price = (econ.purchase_usd or 0.0) * f
+            rows.append(("hardware price", f"${price:,.0f} ({f - 1:+.0%})", measured,
+                         replace(econ, purchase_usd=price)))
+    else:
+        for f in (0.75, 1.25):
+            rate = (econ.rent_usd_per_hour or 0.0) * f
+            rows.append(("rent", f"${rate:.3g}/h ({f - 1:+.0%})", measured,
+                         replace(econ, rent_usd_per_hour=rate)))
+    for f in (0.75, 1.25):
+        rows.append(("throughput", f"{measured.total_tok_s * f:,.4g} tok/s ({f - 1:+.0%})",
+                     replace(measured, total_tok_s=measured.total_tok_s * f), econ))
+    if econ.ops_usd_per_month > 0:
+        for f in (0.5, 2.0):
+            rows.append(("ops", f"${econ.ops_usd_per_month * f:,.0f}/month", measured,
+                         replace(econ, ops_usd_per_month=econ.ops_usd_per_month * f)))
+    return rows
+
+
+def sensitivity(measured: Measured, econ: Economics,
+                api_usd_per_mtok: dict[str, float]) -> list[dict[str, Any]]:
+    """Cost per million tokens and break-even volumes with one input varied at a time:
+    electricity, PUE, utilization, amortization, hardware price or rent, throughput, ops."""
+    out = []
+    for parameter, value, m, e in _variants(measured, econ):
+        model = cost_model(m, e)
+        be = {name: break_even(model, p) for name, p in api_usd_per_mtok.items()}
+        out.append({"parameter": parameter, "value": value,
+                    "cost_per_mtok_at_utilization": _round(cost_per_mtok(model)),
+                    "break_even_mtok_per_month": {
+                        k: _round(v.volume_tok / MTOK) if v.volume_tok is not None else None
+                        for k, v in be.items()}})
+    return out
+
+
+def analyse(measurements: list[Measured], catalog: Catalog, assumptions: Assumptions,
+            api_names: list[str] | None = None, economics: Economics | None = None,
+            hardware: HardwarePrice | None = None,
+            volumes_mtok: list[float] | None = None, notes: list[str] | None = None
+            ) -> dict[str, Any]:
+    """The full break-even result (JSON-able). Each measurement is priced by `economics`
+    (or `hardware`) when given, else by every catalog hardware entry matching its machine;
+    a measurement nothing prices is kept as an unpriced option."""
+    names = list(api_names or catalog.defaults.apis)
+    apis = [catalog.api_named(n) for n in names]
+    volumes = sorted({*DEFAULT_VOLUMES_MTOK, *(volumes_mtok or [])})
+    volumes_tok = [v * MTOK for v in volumes]
+    notes = list(notes or [])
+    options = []
+    for m in measurements:
+        pairs: list[tuple[Measured, Economics | None, str]] = []
+        if economics is not None:
+            pairs.append((with_power(m, assumptions, None), economics, ""))
+        else:
+            hws = [hardware] if hardware is not None else catalog.hardware_for(m.row)
+            if hardware is not None and hardware.match and hardware not in \
+                    catalog.hardware_for(m.row):
+                notes.append(f"{hardware.name} prices throughput measured on "
+                             f"{m.machine_name}: the speed is that machine's, not "
+                             f"{hardware.name}'s")
+            for hw in hws:
+                pairs.append((with_power(m, assumptions, hw),
+                              economics_from_hardware(hw, assumptions,
+                                                      catalog.defaults.amortize_months), ""))
+            if not hws:
+                pairs.append((with_power(m, assumptions, None), None,
+                              f"no price known for {m.machine_name}"))
+        for mm, econ, why in pairs:
+            options.append(analyse_option(mm, econ, apis, volumes_tok,
+                                          assumptions.cached_input_share, why))
+    if any(o["synthetic_weights"] for o in options):
+        notes.append("SYNTHETIC weights: throughput of a random-weight model of the same "
+                     "shape; its speed is real, its answers are not")
+    if any(o["priced"] and o["hardware"]["kind"] == "owned" and o["load_power_w"] is None
+           for o in options):
+        notes.append("energy not priced for rows without measured power; give --power-w "
+                     "(and --idle-power-w)")
+    if any(o["power_origin"] == "estimated" for o in options):
+        notes.append("power estimated, not measured, for some rows (power_method=estimated)")
+    if any(o["power_origin"] == "catalog" for o in options):
+        notes.append("power from the catalog, not measured, for some rows")
+    if any(m.row.get("load_mode") == "open" for m in measurements):
+        notes.append("open-loop rows: their throughput is the offered arrival rate, a lower "
+                     "bound on capacity; closed-loop sweeps measure capacity")
+    if any(not o["priced"] for o in options):
+        notes.append(PRICE_HINT)
+    return {
+        "assumptions": {
+            "month": "30 days (2,592,000 s, 720 h)",
+            "volume": "total tokens (input + output) per month, in each row's own mix",
+            "utilization": assumptions.utilization,
+            "electricity_usd_per_kwh": assumptions.electricity_usd_per_kwh,
+            "pue": assumptions.pue, "ops_usd_per_month": assumptions.ops_usd_per_month,
+            "cached_input_share": assumptions.cached_input_share,
+            "catalog_files": list(catalog.files),
+        },
+        "apis": [asdict(a) for a in apis],
+        "volumes_mtok": volumes,
+        "options": options,
+        "notes": list(dict.fromkeys(notes)),
+    }
+
+
+def analyse_frame(frame: Any, catalog: Catalog | None = None,
+                  assumptions: Assumptions | None = None, **kwargs: Any) -> dict[str, Any]:
+    """`analyse` over a result DataFrame with the catalog's defaults: each scenario's
+    fastest row, priced by the catalog entries matching its machine (unpriced if none).
+    Keyword arguments go to `analyse` (api_names, economics, hardware, volumes_mtok)."""
+    catalog = catalog or load_catalog()
+    measurements, notes = select_measurements(frame)
+    a = assumptions or Assumptions(
+        electricity_usd_per_kwh=catalog.defaults.electricity_usd_per_kwh,
+        pue=catalog.defaults.pue)
+    return analyse(measurements, catalog, a, notes=notes, **kwargs)
+
+
+PRICE_HINT = ("to price a machine: --hardware NAME (see the catalog), --hardware-price USD "
+              "[--amortize-months N], or --rent-usd-per-hour X; or add a [[hardware]] entry "
+              "with match = [\"<your GPU or CPU model>\"] to a TOML file given with --prices "
+              "FILE or HARNESS_PRICES=FILE")
+
+
+__all__ = [
+    "Assumptions", "BreakEven", "CostModel", "Economics", "HybridPlan", "Measured",
+    "analyse", "analyse_frame", "analyse_option", "as_float", "blended_usd_per_mtok", "break_even",
+    "capacity_tok_per_month", "cost_model", "cost_per_mtok", "economics_from_hardware", "energy_usd_per_month", "hardware_usd_per_month", "hybrid_plan", "local_monthly_usd", "machines_needed",
+    "measured_from_row", "select_measurements", "sensitivity",
+]

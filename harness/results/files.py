@@ -1,0 +1,230 @@
+"""Result files: a CSV row per scenario, per-request JSONL, power timeline, machine.json.
+
+Layout: `<output>/<machine_id>/machine.json` and, per run,
+`<run_id>_<workload>.csv`, `<run_id>_<workload>.requests.jsonl`,
+`<run_id>_<workload>.power.jsonl`. JSONL lines are flushed and fsynced one by one and
+the CSV is rewritten to a temporary file and renamed after each scenario, so a run that
+is interrupted or killed leaves valid files holding everything that completed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+from harness.results.schema import COLUMNS, TYPES, migrate
+from harness.secrets import redact, redact_obj
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` (secrets masked) to `path` through a temporary file and a rename."""
+    text = redact(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return ""
+        return f"{value:.6g}" if abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    """CSV text with the schema's columns in order, then any extra columns sorted."""
+    extra = sorted({k for r in rows for k in r} - set(COLUMNS))
+    columns = COLUMNS + extra
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_format(row.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def _parse(name: str, text: str) -> Any:
+    if text == "":
+        return None
+    typ = TYPES.get(name, "str")
+    try:
+        if typ == "int":
+            return int(float(text))
+        if typ == "float":
+            value = float(text)
+            return value if math.isfinite(value) else None  # as the writer writes them
+    except (ValueError, OverflowError):
+        return text
+    return text
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a result CSV, typed by the schema and migrated to the current version.
+
+    A file that is not a well-formed result CSV raises UserError naming the file and
+    line: more fields than the header, text in a numeric column, a newer schema."""
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for raw in reader:
+                where = f"{path}:{reader.line_num}"
+                if None in raw:
+                    raise UserError(f"{where}: more fields than the header has columns")
+                parsed = {k: _parse(k, v or "") for k, v in raw.items()}
+                for checked in (parsed, None):
+                    if checked is None:  # after migration, once more
+                        try:
+                            checked = parsed = migrate(parsed)
+                        except (ValueError, OverflowError, TypeError) as exc:
+                            raise UserError(f"{where}: {exc}") from None
+                    for name, value in checked.items():
+                        if isinstance(value, str) and TYPES.get(name) in ("int", "float"):
+                            raise UserError(f"{where}: column '{name}' must be a number, "
+                                            f"got {value[:40]!r}")
+                rows.append(parsed)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"{path}: cannot read as a result CSV ({exc})") from None
+    return rows
+
+
+class JsonlWriter:
+    """Append-only JSON lines (secrets masked), each flushed and fsynced as written."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._f = open(path, "a", encoding="utf-8")
+
+    def write(self, obj: dict[str, Any]) -> None:
+        self._f.write(json.dumps(redact_obj(obj), default=str, allow_nan=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+
+class RunFiles:
+    """The files of one `harness bench` run for one workload on one machine."""
+
+    def __init__(self, output_dir: Path, machine: dict[str, Any], run_id: str,
+                 workload: str) -> None:
+        self.dir = Path(output_dir) / machine["machine_id"]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{run_id}_{workload}"
+        self.csv_path = self.dir / f"{stem}.csv"
+        self.requests_path = self.dir / f"{stem}.requests.jsonl"
+        self.power_path = self.dir / f"{stem}.power.jsonl"
+        self.machine_path = self.dir / "machine.json"
+        self.server_log_path = self.dir / f"{stem}.server.log"
+        self.server_metrics_path = self.dir / f"{stem}.server_metrics.json"
+        self.server_metrics: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = []
+        self.requests = JsonlWriter(self.requests_path)
+        self._power: JsonlWriter | None = None
+        atomic_write_text(self.machine_path, json.dumps(machine, indent=2, default=str) + "\n")
+
+    def add_request(self, record: dict[str, Any]) -> None:
+        self.requests.write(record)
+
+    def add_power_sample(self, sample: dict[str, Any]) -> None:
+        if self._power is None:
+            self._power = JsonlWriter(self.power_path)
+        self._power.write(sample)
+
+    def add_server_metrics(self, entry: dict[str, Any]) -> None:
+        """Append one load level's engine-side metrics (vLLM /metrics) and rewrite the
+        JSON file atomically."""
+        self.server_metrics.append(entry)
+        atomic_write_text(self.server_metrics_path,
+                          json.dumps(self.server_metrics, indent=1, default=str) + "\n")
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        """Append a scenario row and rewrite the CSV atomically."""
+        self.rows.append(row)
+        self.flush_rows()
+
+    def flush_rows(self) -> None:
+        if self.rows:
+            atomic_write_text(self.csv_path, rows_to_csv(self.rows))
+
+    def close(self) -> None:
+        self.requests.close()
+        if self._power is not None:
+            self._power.close()
+
+    def written(self) -> list[Path]:
+        return [p for p in (self.csv_path, self.requests_path, self.power_path,
+                            self.machine_path, self.server_log_path,
+                            self.server_metrics_path) if p.exists()]
+
+
+def find_result_files(paths: list[str | Path]) -> list[Path]:
+    """Result CSVs named by the user: files as given, folders searched recursively."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            csvs = sorted(q for q in p.rglob("*.csv") if not q.name.startswith("."))
+            if not csvs:
+                raise UserError(f"{p}: folder holds no result CSV files; give result files "
+                                "or a results/ folder written by `harness bench`")
+            found.extend(csvs)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise UserError(f"{p}: no such file or folder")
+    return found
+
+
+def load_frame(paths: list[str | Path]) -> Any:
+    """All rows of the given result files/folders as one pandas DataFrame, migrated to
+    the current schema; a `source_file` column says where each row came from."""
+    import pandas as pd
+
+
+    frames = []
+    for path in find_result_files(paths):
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                header = next(csv.reader(f), [])
+            if "schema_version" not in header or "scenario" not in header:
+                raise UserError(f"{path}: not a harness result file (no schema_version and "
+                                "scenario columns); give CSVs written by `harness bench`")
+            rows = read_rows(path)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise UserError(f"{path}: cannot read as a result CSV ({exc})") from None
+        except ValueError as exc:  # a schema newer than this harness
+            raise UserError(f"{path}: {exc}") from None
+        if not rows:
+            continue
+        frame = pd.DataFrame(rows)
+        frame["source_file"] = str(path)
+        frames.append(frame)
+    if not frames:
+        raise UserError("no result rows found in " + ", ".join(map(str, paths)))
+    return pd.concat(frames, ignore_index=True)

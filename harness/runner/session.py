@@ -1,0 +1,173 @@
+"""One `harness bench` run, composed: managed server → backend → power → result files →
+runner. The command line builds `BenchSettings`; this module does the rest and leaves
+printing to the command.
+
+Ctrl-C and SIGTERM cancel the run; rows already measured stay in the files (the runner
+writes the interrupted row as `partial`), the server is stopped, the power meters are
+closed, and `BenchRun.run` re-raises `KeyboardInterrupt` (or `Terminated` for SIGTERM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from backends.base import Backend, Endpoint
+from backends.registry import BACKENDS, backend_config, create_backend
+from harness.analysis.prices import api_price
+from harness.config.settings import BenchSettings
+from harness.errors import Terminated, UserError, did_you_mean
+from harness.power import PowerSession, open_session
+from harness.results.files import RunFiles
+from harness.results.machine import fingerprint
+from harness.runner.options import RunOptions, RunState
+from harness.runner.runner import new_run_id, run_workload
+from harness.servers.kinds import managed_server_for
+from harness.servers.managed import ManagedServer
+from workloads.spec import Workload, context_tokens, load_workload
+
+
+def choose_backend(settings: BenchSettings) -> str:
+    """--backend, else vllm for --server vllm, openai for any other endpoint, else
+    llamacpp (in process)."""
+    name = settings.backend or (
+        "vllm" if settings.server == "vllm" else
+        "openai" if settings.base_url or settings.server else "llamacpp")
+    if name not in BACKENDS:
+        raise UserError(f"unknown backend '{name}' (--backend); known: "
+                        f"{', '.join(sorted(BACKENDS))}." + did_you_mean(name, list(BACKENDS)))
+    return name
+
+
+def bench_workload(settings: BenchSettings) -> Workload:
+    """--workload with the load flags applied over its own settings."""
+    workload = load_workload(str(settings.workload or "default"))
+    return workload.with_overrides(
+        concurrency=settings.concurrency, rate_rps=settings.rate, requests=settings.requests,
+        repetitions=settings.repetitions, warmup_requests=settings.warmup)
+
+
+def price_for(backend_name: str, settings: BenchSettings,
+              endpoint: Endpoint | None) -> tuple[float, float] | None:
+    """(input, output) USD per million tokens of a hosted API measured, from the price
+    catalog (`api` setting, else the model name); None for local engines and unknowns."""
+    if backend_name != "openai" or endpoint is not None:
+        return None
+    name = settings.api or settings.model
+    if not name:
+        return None
+    try:
+        return api_price(str(name))
+    except UserError:  # a broken catalog must not fail the benchmark
+        return None
+
+
+class BenchRun:
+    """One bench run; `run()` measures, `state.rows` and `files` hold what it made."""
+
+    def __init__(self, settings: BenchSettings) -> None:
+        self.settings = settings
+        self.backend_name = choose_backend(settings)
+        self.workload = bench_workload(settings)
+        self.power: PowerSession = open_session(settings.power or "auto",
+                                                tdp_w=settings.tdp_w)
+        idle_s = settings.idle_power_s
+        if idle_s is None:
+            idle_s = 3.0 if self.power.has_meter else 0.0
+        self.options = RunOptions(
+            request_timeout_s=float(settings.timeout or 600.0), idle_power_s=float(idle_s),
+            slo_ttft_ms=settings.slo_ttft_ms, slo_tpot_ms=settings.slo_tpot_ms,
+            quiet=bool(settings.quiet), stall_timeout_s=settings.stall_timeout)
+        self.machine = fingerprint()
+        self.run_id = new_run_id()
+        self.output = Path(settings.output or "results")
+        self.state = RunState()
+        self.files: RunFiles | None = None
+        self.server: ManagedServer | None = None
+        self.server_died = False
+        self.terminated = False
+
+    def run(self) -> None:
+        """Measure every scenario; KeyboardInterrupt/Terminated when interrupted."""
+        try:
+            asyncio.run(self._main())
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            if self.terminated:
+                raise Terminated() from None
+            raise KeyboardInterrupt from None
+        finally:
+            if self.files is not None:
+                self.files.close()
+            self.power.close()
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_term() -> None:
+            self.terminated = True
+            if task is not None:
+                task.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGTERM, on_term)
+        except (NotImplementedError, RuntimeError):
+            pass
+        need_ctx = context_tokens(self.workload)
+        server = (managed_server_for(self.settings, need_ctx) if self.settings.server
+                  else None)
+        server_up = False
+        try:
+            endpoint = None
+            if server is not None:
+                await server.__aenter__()
+                self.server, server_up = server, True
+                endpoint = server.endpoint()
+            self.options.price_usd_per_mtok = price_for(self.backend_name, self.settings,
+                                                        endpoint)
+            config = backend_config(self.backend_name, self.settings, endpoint, need_ctx)
+            backend = create_backend(self.backend_name, **config)
+            await self._measure(backend, server)
+        finally:
+            if server_up and server is not None and server.proc is not None \
+                    and server.proc.poll() is not None:
+                self.server_died = True
+            if server is not None:
+                await server.__aexit__(None, None, None)
+            try:
+                loop.remove_signal_handler(signal.SIGTERM)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+    async def _measure(self, backend: Backend, server: ManagedServer | None) -> None:
+        info = await backend.open()
+        try:
+            self.files = RunFiles(self.output, self.machine, self.run_id, self.workload.name)
+            if server is not None:
+                server.attach_log(self.files.server_log_path)
+            self.power.attach(backend=backend, info=info, server=server)
+            print(f"harness bench: {info.backend} ({info.engine} {info.engine_version}, "
+                  f"{info.device}) · model {info.model} [{info.quant or '?'}, "
+                  f"{info.weights}] · workload {self.workload.name} · power: "
+                  f"{self.power.describe()}", file=sys.stderr)
+            await run_workload(backend, info, self.workload, self.files, self.machine,
+                               self.run_id, self.power, self.options, self.state)
+        finally:
+            await backend.close()
+
+    def dead_server_report(self) -> str:
+        """One paragraph when the managed server exited during the run, else ''."""
+        server = self.server
+        if not self.server_died or server is None or server.proc is None:
+            return ""
+        tail = "\n".join("  | " + line for line in server.log_tail().splitlines())
+        kept = (f"; completed requests are kept in {self.files.requests_path}"
+                if self.files else "")
+        return (f"harness bench: the {server.spec.kind} server exited with code "
+                f"{server.proc.returncode} during the run; later requests failed and are "
+                f"recorded as errors{kept}. Server log, last lines:\n{tail}")
+
+
+__all__ = ["BenchRun", "bench_workload", "choose_backend", "price_for"]
