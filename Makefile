@@ -27,7 +27,7 @@ BENCH_FLAGS := --workload $(WORKLOAD) --output $(OUTPUT) \
   $(if $(POWER),--power $(POWER)) $(ARGS)
 
 .PHONY: all bench env test test-unit test-gpu install install-vllm model clean-venv help \
-  browser nightly
+  browser nightly lint
 
 all: help
 
@@ -72,9 +72,15 @@ endif
 env: install
 	$(HARNESS) env
 
-# Two pytest runs: everything in .venv, then the vLLM tests in .venv-vllm (rc 5 = none
-# collected counts as a pass); the target fails if either run fails.
-test: install install-vllm browser
+# Lint: ruff, and the layer rules of the design (import-linter contracts in pyproject.toml:
+# a wrong import fails with the name of the rule it breaks).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+# Lint, then two pytest runs: everything in .venv, then the vLLM tests in .venv-vllm (rc 5 =
+# none collected counts as a pass); the target fails if either run fails.
+test: install install-vllm browser lint
 	$(PY) -m pytest tests -q --ignore-glob='tests/integration/test_vllm*'; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; \
 	  $(VLLM_ENV) HF_HUB_OFFLINE=1 $(PY_VLLM) -m pytest -q tests/integration/test_vllm*.py; \
