@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 
 from harness.errors import UserError
@@ -102,7 +103,12 @@ def build_tiny_llama(out_dir: Path | str, seed: int = 0, dtype: str = "bfloat16"
     return out
 
 
-if __name__ == "__main__":  # python -m harness.models.tiny_llama DIR
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """python -m harness.models.tiny_llama [DIR]: build the model, print its folder."""
+    args = sys.argv[1:] if argv is None else argv
+    print(build_tiny_llama(args[0] if args else ".models/tiny-llama"))
+    return 0
 
-    print(build_tiny_llama(sys.argv[1] if len(sys.argv) > 1 else ".models/tiny-llama"))
+
+if __name__ == "__main__":
+    sys.exit(main())
