@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from datetime import UTC
 from pathlib import Path
 
 from harness.analysis.compare import clean_rows
@@ -34,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
 
     if args.output.exists() and args.output.is_dir():
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     frame = load_frame(args.results)
     rows = clean_rows(frame.to_dict("records"))
     sources = sorted({str(r["source_file"]) for r in rows if r.get("source_file")})
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     html = build_report(rows, title=args.title, generated_utc=now, sources=sources)
     try:
         atomic_write_text(args.output, html)

@@ -291,7 +291,7 @@ async def run_batch_repetition(backend: Backend, factory: PromptFactory,
     try:
         results = await asyncio.wait_for(backend.run_batch(requests),
                                          timeout=options.request_timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         now = time.perf_counter_ns()
         results = [BatchResult(r, now, [], RequestError(
             "timeout", f"the batch did not complete within {options.request_timeout_s:g} s"))

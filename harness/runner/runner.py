@@ -11,10 +11,10 @@ import resource
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from backends.base import Backend, BackendInfo, Request
+from backends.base import Backend, BackendInfo, BatchBackend, Request, ServerMetricsBackend
 from harness import __version__
 from harness.metrics import RequestRecord, scenario_summary
 from harness.power import PowerSession
@@ -35,12 +35,12 @@ from workloads.spec import Scenario, Workload
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def new_run_id() -> str:
     """Sortable and unique: UTC time plus a short random suffix."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
 class Progress:
@@ -98,7 +98,7 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
     STALL_TIMEOUT_S.set(options.stall_timeout_s)
     base = context_row(machine, info, run_id)
     cores = machine.get("cpu_threads") or 1
-    limit = getattr(backend, "max_concurrency", None)
+    limit = backend.max_concurrency
     for s_index, scenario in enumerate(workload.scenarios):
         factory = PromptFactory(workload, scenario,
                                 lambda text: backend.count_tokens(text, prompt=True) or
@@ -133,9 +133,9 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
                 done = f"{len(records)}/{total}" if total else f"{len(records)}"
                 progress.update(f"{label} {done} requests")
 
-            metrics_start = getattr(backend, "server_metrics_start", None)
-            if metrics_start is not None:
-                await metrics_start()
+            metrics = backend if isinstance(backend, ServerMetricsBackend) else None
+            if metrics is not None:
+                await metrics.server_metrics_start()
             power.start()
             try:
                 for rep in range(scenario.repetitions if not interrupted else 0):
@@ -151,7 +151,7 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
             for sample in timeline:
                 files.add_power_sample({"run_id": run_id, "scenario": scenario.name,
                                         "load": point.label, **sample})
-            server = await backend.server_metrics_stop() if metrics_start is not None \
+            server = await metrics.server_metrics_stop() if metrics is not None \
                 else None
             if server:
                 files.add_server_metrics({"run_id": run_id, "scenario": scenario.name,
@@ -171,12 +171,12 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
                                      + f"{label} warning: {lag}\n")
             row.update(per_token_columns(row.get("energy_j"), row.get("input_tokens"),
                                          row.get("output_tokens")))
-            if getattr(backend, "run_batch", None) is not None:
+            if isinstance(backend, BatchBackend):
                 notes.append(f"offline batch: {scenario.requests} requests submitted at once "
                              "per repetition; TTFT/TPOT from engine request metrics")
             _finish_row(row, workload, scenario, point, started, load_start, cores, notes,
                         interrupted)
-            if getattr(backend, "run_batch", None) is not None:
+            if isinstance(backend, BatchBackend):
                 row.update(load_mode="batch", concurrency=scenario.requests)
             files.add_row(row)
             state.rows.append(row)
@@ -192,7 +192,7 @@ async def run_scenario_repetition(backend: Backend, factory: PromptFactory,
                                   options: RunOptions,
                                   on_record: Callable[[RequestRecord], None]) -> None:
     """One measured repetition at one load level."""
-    if getattr(backend, "run_batch", None) is not None:
+    if isinstance(backend, BatchBackend):
         await run_batch_repetition(backend, factory, scenario, point, rep, options, on_record)
         return
     # A counted repetition's prompts are made before it starts, so sizing them with the
