@@ -169,11 +169,18 @@ def repetition_summary(
     slo_ttft_ms: float | None = None,
     slo_tpot_ms: float | None = None,
 ) -> dict[str, float | None]:
-    """Throughput of one repetition: its window and the token rates over it."""
+    """Throughput of one repetition: its window and the token rates over it.
+
+    A repetition whose requests all failed made nothing: its rates are 0 (it counts in
+    the mean over repetitions), its window is undefined (None)."""
     window = window_s(records)
     ok = [r for r in records if r.ok]
     out_tok = sum(r.output_tokens for r in ok)
     in_tok = sum(r.input_tokens for r in ok)
+    if records and not ok:
+        return {"duration_s": None, "output_throughput_tok_s": 0.0,
+                "total_throughput_tok_s": 0.0, "request_throughput_rps": 0.0,
+                "goodput_rps": 0.0}
     if not window:
         return {"duration_s": window, "output_throughput_tok_s": None,
                 "total_throughput_tok_s": None, "request_throughput_rps": None,

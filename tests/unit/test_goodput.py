@@ -59,6 +59,7 @@ def test_scenario_goodput_is_the_mean_over_repetitions_and_records_the_slos():
     assert s["errors"] == 0
 
 
-def test_goodput_is_none_when_nothing_succeeded():
+def test_goodput_is_zero_when_nothing_succeeded():
+    """Failed requests are misses: a repetition of failures has goodput 0, not None."""
     s = repetition_summary([rec(0, 0, 0, 0, 0, error="connection")], 100, 10)
-    assert s["goodput_rps"] is None
+    assert s["goodput_rps"] == 0.0
