@@ -27,7 +27,7 @@ BENCH_FLAGS := --workload $(WORKLOAD) --output $(OUTPUT) \
   $(if $(POWER),--power $(POWER)) $(ARGS)
 
 .PHONY: all bench env test test-unit test-gpu install install-vllm model clean-venv help \
-  browser nightly lint
+  browser nightly lint llama-server
 
 all: help
 
@@ -71,6 +71,12 @@ endif
 
 env: install
 	$(HARNESS) env
+
+# llama.cpp's own llama-server and llama-bench, built from the sdist of the installed
+# llama-cpp-python with the wheel's CMake flags (scripts/build-llama-tool); cached in
+# ~/.cache/llm-harness/tools/<key>/bin, so only the first run builds (several minutes).
+llama-server: install
+	PYTHON=$(PY) bash scripts/build-llama-tool llama-server llama-bench
 
 # Lint: ruff, and the layer rules of the design (import-linter contracts in pyproject.toml:
 # a wrong import fails with the name of the rule it breaks).
