@@ -9,8 +9,10 @@ For one machine option:
   capacity      C = total_tok_s x 2,592,000 x utilization                 (tokens/month)
   fixed         A = purchase_usd / amortize_months            (owned; or usd_per_hour x 720)
                     + idle_power_w x 720 h x electricity x PUE               (per machine)
-  marginal      b = (load_power_w - idle_power_w) / total_tok_s x electricity x PUE
-                                                               (energy per token above idle)
+  marginal      b = energy_above_idle_j / (input + output tokens) x electricity x PUE
+                    (energy per token above idle, both over the row's own power window;
+                    for rows without it, or power given by flag or catalog:
+                    (load_power_w - idle_power_w) / total_tok_s)
   local cost    L(V) = ops + n(V) x A + b x V,   n(V) = max(1, ceil(V / C))
   API cost      P(V) = p x V,  p = share_in x price_in + share_out x price_out   (per token)
   break-even    the least V with L(V) <= P(V): with n machines V* = (ops + n A) / (p - b);
@@ -54,7 +56,11 @@ class Measured:
     scenario: str = ""
     backend: str = ""
     concurrency: int | None = None
-    selection: str = ""
+    selection: str = ""  # the rule that chose the row: best meeting the SLO | knee | ...
+    selection_reason: str = ""  # which row, why it, and which rows were refused
+    # Energy above idle per (input + output) token, both over the row's own power window
+    # (energy_above_idle_j / tokens); None when the row has no such energy figure.
+    above_idle_j_per_token: float | None = None
     source_file: str = ""
     row: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -164,7 +170,11 @@ def cost_model(measured: Measured, econ: Economics) -> CostModel:
         idle_w = min(idle_w, load_w)  # a noisy idle reading above load adds no energy
         idle_usd = energy_usd_per_month(load_w, idle_w, 0.0, econ.electricity_usd_per_kwh,
                                         econ.pue)
-        joules_per_mtok_above_idle = (load_w - idle_w) / measured.total_tok_s * MTOK
+        if measured.above_idle_j_per_token is not None:
+            # energy above idle over the tokens of the same power window
+            joules_per_mtok_above_idle = measured.above_idle_j_per_token * MTOK
+        else:  # older rows, or power from flags or the catalog
+            joules_per_mtok_above_idle = (load_w - idle_w) / measured.total_tok_s * MTOK
         marginal = joules_per_mtok_above_idle / 3.6e6 * econ.electricity_usd_per_kwh * econ.pue
     return CostModel(
         capacity_full_tok=capacity_tok_per_month(measured.total_tok_s, 1.0),
@@ -261,9 +271,12 @@ def _machine_name(row: dict[str, Any]) -> str:
     return str(row.get("cpu_model") or row.get("hostname") or row.get("machine_id") or "?")
 
 
-def measured_from_row(row: dict[str, Any], selection: str = "") -> Measured:
+def measured_from_row(row: dict[str, Any], selection: str = "",
+                      selection_reason: str = "") -> Measured:
     """A Measured from one result row: total throughput and input share from its token
-    counts, load and idle power where the row has them."""
+    counts, load and idle power where the row has them, and the energy above idle per
+    token of the row's own power window (`energy_above_idle_j` / input + output tokens;
+    clamped at 0: an idle reading above load adds no energy)."""
     inp = as_float(row.get("input_tokens")) or 0.0
     out = as_float(row.get("output_tokens")) or 0.0
     total = as_float(row.get("total_throughput_tok_s"))
@@ -278,6 +291,8 @@ def measured_from_row(row: dict[str, Any], selection: str = "") -> Measured:
     idle_w = as_float(row.get("idle_power_w"))
     method = str(row.get("power_method") or "")
     origin = "none" if load_w is None else ("estimated" if method == "estimated" else "measured")
+    above_idle_j = as_float(row.get("energy_above_idle_j"))
+    per_token = None if above_idle_j is None else max(0.0, above_idle_j) / (inp + out)
     conc = as_float(row.get("concurrency"))
     weights = str(row.get("weights") or "")
     name = _machine_name(row)
@@ -292,19 +307,125 @@ def measured_from_row(row: dict[str, Any], selection: str = "") -> Measured:
         workload=str(row.get("workload") or ""), scenario=str(row.get("scenario") or ""),
         backend=str(row.get("backend") or ""),
         concurrency=int(conc) if conc is not None else None, selection=selection,
+        selection_reason=selection_reason, above_idle_j_per_token=per_token,
         source_file=str(row.get("source_file") or ""), row=dict(row))
 
 
 _GROUP = ["machine_id", "model", "quant", "weights", "backend", "workload", "scenario",
           "load_mode"]
+# A closed-loop row that held fewer than this share of its labelled concurrency in flight
+# (time-weighted mean) did not measure the machine at that load: never priced.
+MIN_ACHIEVED_CONCURRENCY = 0.9
+
+
+def _row_label(row: dict[str, Any]) -> str:
+    """'chat c=8' or 'chat 2/s', with the run id when there is one."""
+    rate = as_float(row.get("request_rate_rps"))
+    conc = as_float(row.get("concurrency"))
+    load = f"{rate:g}/s" if rate else (f"c={int(conc)}" if conc is not None else "?")
+    run = str(row.get("run_id") or "")
+    return f"{row.get('scenario') or '?'} {load}" + (f" (run {run})" if run else "")
+
+
+def refusal_reasons(row: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Why a result row cannot be priced as capacity (empty: it can), and caveats when it
+    is accepted. Refused: an interrupted row (`status=partial`), any failed request (its
+    throughput counts only the successes, and at a load where requests fail the machine
+    is past its capacity), a busy machine (`noisy=1`), and too few requests in flight:
+    `capacity_ok=0`, or, in files without that column, a closed-loop
+    `concurrency_achieved_mean` below 90% of `concurrency`. Files older than both columns
+    are accepted with a caveat."""
+    reasons: list[str] = []
+    caveats: list[str] = []
+    if str(row.get("status") or "") == "partial":
+        reasons.append("partial (interrupted)")
+    errors = as_float(row.get("errors")) or 0.0
+    if errors > 0:
+        requests = as_float(row.get("requests"))
+        of = f" of {int(requests)}" if requests else ""
+        reasons.append(f"{int(errors)}{of} requests failed")
+    if (as_float(row.get("noisy")) or 0.0) >= 1:
+        load = as_float(row.get("load_avg_1m"))
+        reasons.append("machine busy (noisy=1" + (f", load average {load:g}" if load is not None
+                                                  else "") + ")")
+    target = as_float(row.get("concurrency"))
+    achieved = as_float(row.get("concurrency_achieved_mean"))
+    capacity_ok = as_float(row.get("capacity_ok"))
+    in_flight = (f"{achieved:.3g} in flight on average" if achieved is not None
+                 else "in flight below target")
+    if capacity_ok is not None:
+        if capacity_ok == 0:
+            reasons.append(f"capacity_ok=0 ({in_flight}"
+                           + (f" for c={int(target)})" if target is not None else ")"))
+    elif str(row.get("load_mode") or "closed") == "closed" and target:
+        if achieved is None:
+            caveats.append("no achieved-concurrency columns (file older than them): requests "
+                           "in flight not checked")
+        elif achieved < MIN_ACHIEVED_CONCURRENCY * target:
+            reasons.append(f"{in_flight} for c={int(target)} (< "
+                           f"{MIN_ACHIEVED_CONCURRENCY:.0%})")
+    return reasons, caveats
+
+
+def _slo_check(row: dict[str, Any], slo_ttft_ms: float | None,
+               slo_tpot_ms: float | None) -> tuple[bool | None, str]:
+    """Whether a row's p99 TTFT and TPOT are within the SLOs (the given ones, else the
+    row's own `slo_ttft_ms`/`slo_tpot_ms`): None when no SLO applies; and the text."""
+    given = slo_ttft_ms is not None or slo_tpot_ms is not None
+    limits = {"TTFT": slo_ttft_ms if given else as_float(row.get("slo_ttft_ms")),
+              "TPOT": slo_tpot_ms if given else as_float(row.get("slo_tpot_ms"))}
+    parts, ok = [], True
+    for name, limit in limits.items():
+        if limit is None:
+            continue
+        p99 = as_float(row.get(f"{name.lower()}_ms_p99"))
+        within = p99 is not None and p99 <= limit
+        ok &= within
+        shown = "-" if p99 is None else f"{p99:.4g}"
+        parts.append(f"{name} p99 {shown} {'<=' if within else '>'} {limit:g} ms")
+    if not parts:
+        return None, ""
+    return ok, ", ".join(parts)
+
+
+def _fastest(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(rows, key=lambda r: as_float(r.get("total_throughput_tok_s")) or 0.0)
+
+
+def choose_row(rows: list[dict[str, Any]], slo_ttft_ms: float | None = None,
+               slo_tpot_ms: float | None = None) -> tuple[dict[str, Any], str, str]:
+    """The row of one scenario's usable rows to price, the rule that chose it and why:
+    the fastest row meeting the SLOs (p99 TTFT and TPOT: the SLOs given, else each row's
+    own), else the knee row of the sweep (`knee=1`), else the fastest row."""
+    checked = [(r, *_slo_check(r, slo_ttft_ms, slo_tpot_ms)) for r in rows]
+    meeting = [(r, text) for r, ok, text in checked if ok]
+    if meeting:
+        best, text = max(meeting, key=lambda m: as_float(m[0].get("total_throughput_tok_s"))
+                         or 0.0)
+        return best, "best meeting the SLO", (
+            f"the fastest of {len(meeting)} row(s) meeting the SLO ({text})")
+    missed = [(r, text) for r, ok, text in checked if ok is False]
+    why = ""
+    if missed:
+        fastest_missed = _fastest([r for r, _ in missed])
+        why = ("no row meets the SLO (fastest: "
+               + next(t for r, t in missed if r is fastest_missed) + "); ")
+    else:
+        why = "no SLO recorded; "
+    knees = [r for r in rows if (as_float(r.get("knee")) or 0.0) >= 1]
+    if knees:
+        return _fastest(knees), "knee", why + "the knee of the sweep (knee=1)"
+    return _fastest(rows), "fastest", why + "no knee marked: the fastest usable row"
 
 
 def select_measurements(frame: Any, concurrency: int | None = None,
                         slo_ttft_ms: float | None = None, slo_tpot_ms: float | None = None,
                         scenario: str | None = None) -> tuple[list[Measured], list[str]]:
-    """One Measured per (machine, model, workload, scenario): the row at `concurrency`,
-    else the highest-throughput row meeting the p99 SLOs given, else the highest-throughput
-    row. Returns the measurements and notes about what was skipped."""
+    """One Measured per (machine, model, workload, scenario). Rows that cannot be priced
+    as capacity are refused first (`refusal_reasons`); of the rest: the row at
+    `concurrency` when given, else `choose_row` (best meeting the SLO, else the knee,
+    else the fastest). SLOs given here that no row meets are an error (exit 1).
+    Returns the measurements and notes about what was refused or skipped."""
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns or frame[c].isna().all()]
     if missing:
         files = sorted(set(map(str, frame.get("source_file", []))))
@@ -312,64 +433,92 @@ def select_measurements(frame: Any, concurrency: int | None = None,
                         f"{', '.join(missing)}, which break-even needs; give CSVs written by "
                         "`harness bench`")
     notes: list[str] = []
-    df = frame
-    if "status" in df.columns:
-        partial = df["status"] == "partial"
-        if partial.any() and not partial.all():
-            notes.append(f"{int(partial.sum())} partial (interrupted) row(s) left out")
-            df = df[~partial]
+    rows = [r for r in frame.to_dict("records")
+            if (as_float(r.get("total_throughput_tok_s")) or 0.0) > 0]
+    if not rows:
+        raise UserError("no result row has a throughput above zero; rerun `harness bench`")
     if scenario is not None:
-        names = sorted(set(map(str, df["scenario"].dropna())))
-        df = df[df["scenario"] == scenario]
-        if df.empty:
+        names = sorted({str(r.get("scenario")) for r in rows})
+        rows = [r for r in rows if r.get("scenario") == scenario]
+        if not rows:
             raise UserError(f"--scenario {scenario!r}: no such scenario in the results."
                             f"{did_you_mean(scenario, names)} Have: {', '.join(names)}")
-    df = df[df["total_throughput_tok_s"].fillna(0) > 0]
-    if df.empty:
-        raise UserError("no result row has a throughput above zero; rerun `harness bench`")
     if concurrency is not None:
-        have = sorted({int(c) for c in df["concurrency"].dropna()})
-        df = df[df["concurrency"] == concurrency]
-        if df.empty:
+        have = sorted({int(c) for r in rows if (c := as_float(r.get("concurrency"))) is not None})
+        rows = [r for r in rows if as_float(r.get("concurrency")) == concurrency]
+        if not rows:
             raise UserError(f"--concurrency {concurrency}: no result row at that concurrency; "
                             f"have {', '.join(map(str, have)) or 'none'}")
-        selection = f"concurrency {concurrency}"
-    elif slo_ttft_ms is not None or slo_tpot_ms is not None:
-        ok = df["total_throughput_tok_s"].notna()
-        slos = []
-        if slo_ttft_ms is not None:
-            ok &= df["ttft_ms_p99"].notna() & (df["ttft_ms_p99"] <= slo_ttft_ms)
-            slos.append(f"TTFT p99 <= {slo_ttft_ms:g} ms")
-        if slo_tpot_ms is not None:
-            ok &= df["tpot_ms_p99"].notna() & (df["tpot_ms_p99"] <= slo_tpot_ms)
-            slos.append(f"TPOT p99 <= {slo_tpot_ms:g} ms")
-        selection = "best meeting " + " and ".join(slos)
-        if not ok.any():
-            best = df.sort_values("total_throughput_tok_s").iloc[-1]
-            raise CheckFailed(
-                "no result row meets " + " and ".join(slos) + f" (the fastest row has TTFT p99 "
-                f"{as_float(best.get('ttft_ms_p99'))} ms, TPOT p99 {as_float(best.get('tpot_ms_p99'))}"
-                " ms); loosen the SLOs or measure lower concurrency")
-        before = set(map(str, df["scenario"]))
-        dropped = df[~ok]
-        df = df[ok]
-        if not dropped.empty:
-            notes.append(f"{len(dropped)} row(s) miss the SLOs ({' and '.join(slos)})")
-        lost = sorted(before - set(map(str, df["scenario"])))
-        if lost:
-            notes.append(f"no row of scenario(s) {', '.join(lost)} meets the SLOs: left out")
-    else:
-        selection = "highest throughput (no SLO given)"
-    group_cols = [c for c in _GROUP if c in df.columns]
+    usable: list[dict[str, Any]] = []
+    refused: list[tuple[dict[str, Any], list[str]]] = []
+    caveats: dict[str, int] = {}
+    for r in rows:
+        reasons, row_caveats = refusal_reasons(r)
+        if reasons:
+            refused.append((r, reasons))
+            continue
+        usable.append(r)
+        for c in row_caveats:
+            caveats[c] = caveats.get(c, 0) + 1
+    for text, n in caveats.items():
+        notes.append(f"{n} row(s): {text}")
+    if refused:
+        shown = "; ".join(f"{_row_label(r)}: {', '.join(why)}" for r, why in refused[:6])
+        more = f"; and {len(refused) - 6} more" if len(refused) > 6 else ""
+        notes.append(f"{len(refused)} row(s) refused as capacity: {shown}{more}")
+    if not usable:
+        counts: dict[str, int] = {}
+        for _, why in refused:
+            for w in why:
+                key = w.split(" (")[0] if not w[0].isdigit() else "failed requests"
+                counts[key] = counts.get(key, 0) + 1
+        what = f"at --concurrency {concurrency} " if concurrency is not None else ""
+        raise UserError(f"no result row {what}can be priced as capacity ("
+                        + "; ".join(f"{k}: {v}" for k, v in counts.items())
+                        + "); rerun `harness bench` on a quiet machine at a load it sustains")
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in usable:
+        groups.setdefault(tuple(str(r.get(c)) for c in _GROUP), []).append(r)
+    lost = sorted({str(r.get("scenario")) for r, _ in refused}
+                  - {str(r.get("scenario")) for r in usable})
+    if lost:
+        notes.append(f"every row of scenario(s) {', '.join(lost)} refused: left out")
+    slos_given = concurrency is None and (slo_ttft_ms is not None or slo_tpot_ms is not None)
     chosen = []
-    for _, group in df.groupby(group_cols, dropna=False, sort=False):
-        best = group.sort_values("total_throughput_tok_s", kind="stable").iloc[-1]
-        runs = group["run_id"].nunique() if "run_id" in group.columns else 1
+    missed: list[str] = []
+    for group in groups.values():
+        if concurrency is not None:
+            best = _fastest(group)
+            rule, why = f"concurrency {concurrency}", f"the row at --concurrency {concurrency}"
+        else:
+            best, rule, why = choose_row(group, slo_ttft_ms, slo_tpot_ms)
+        if slos_given and rule != "best meeting the SLO":
+            # SLOs given on the command line are a demand, not a preference: a scenario
+            # whose rows all miss them is left out, and none meeting them is exit 1.
+            missed.append(f"{best.get('scenario')}: "
+                          + _slo_check(_fastest(group), slo_ttft_ms, slo_tpot_ms)[1])
+            continue
+        runs = len({r.get("run_id") for r in group})
         if runs > 1:
-            notes.append(f"scenario {best['scenario']!r} on {best.get('machine_id')} has rows "
-                         f"from {runs} runs; the fastest row was used (give one run's CSV "
-                         "to choose)")
-        chosen.append(measured_from_row(best.to_dict(), selection))
+            notes.append(f"scenario {best.get('scenario')!r} on {best.get('machine_id')} has "
+                         f"rows from {runs} runs; choosing among all of them (give one run's "
+                         "CSV to choose)")
+        group_refused = [(r, w) for r, w in refused
+                         if all(str(r.get(c)) == str(best.get(c)) for c in _GROUP)]
+        if group_refused:
+            why += "; refused: " + "; ".join(f"{_row_label(r)} ({', '.join(w)})"
+                                            for r, w in group_refused)
+        chosen.append(measured_from_row(best, rule, f"{_row_label(best)}: {why}"))
+    if missed:
+        limits = " and ".join(
+            f"{name} p99 <= {limit:g} ms"
+            for name, limit in (("TTFT", slo_ttft_ms), ("TPOT", slo_tpot_ms))
+            if limit is not None)
+        if not chosen:
+            raise CheckFailed(f"no result row meets {limits} (fastest usable row: "
+                              + "; ".join(missed) + "); loosen the SLOs or measure lower "
+                              "concurrency")
+        notes.append(f"no row of scenario(s) meets {limits}, left out: " + "; ".join(missed))
     return chosen, notes
 
 
@@ -409,9 +558,10 @@ def with_power(measured: Measured, a: Assumptions, hw: HardwarePrice | None) -> 
         idle = a.idle_power_w if a.idle_power_w is not None else measured.idle_power_w
         if load is None:
             load = idle
-        return replace(measured, load_power_w=load, idle_power_w=idle, power_origin="flag")
+        return replace(measured, load_power_w=load, idle_power_w=idle, power_origin="flag",
+                       above_idle_j_per_token=None)
     if measured.load_power_w is None and hw is not None and hw.power_w is not None:
-        return replace(measured, load_power_w=hw.power_w,
+        return replace(measured, load_power_w=hw.power_w, above_idle_j_per_token=None,
                        idle_power_w=hw.idle_power_w if hw.idle_power_w else hw.power_w,
                        power_origin="catalog")
     return measured
@@ -438,11 +588,13 @@ def analyse_option(measured: Measured, econ: Economics | None, apis: list[ApiPri
         "weights": measured.weights, "synthetic_weights": measured.synthetic,
         "workload": measured.workload, "scenario": measured.scenario,
         "backend": measured.backend, "concurrency": measured.concurrency,
-        "selection": measured.selection, "source_file": measured.source_file,
+        "selection": measured.selection, "selection_reason": measured.selection_reason,
+        "source_file": measured.source_file,
         "total_tok_s": _round(measured.total_tok_s),
         "input_share": _round(measured.input_share, 4),
         "load_power_w": _round(measured.load_power_w),
         "idle_power_w": _round(measured.idle_power_w),
+        "energy_above_idle_j_per_token": _round(measured.above_idle_j_per_token),
         "power_origin": measured.power_origin,
         "capacity_mtok_per_month_full": _round(cap_full / MTOK),
         "api_usd_per_mtok": {k: _round(v) for k, v in prices.items()},
@@ -619,7 +771,7 @@ def analyse(measurements: list[Measured], catalog: Catalog, assumptions: Assumpt
 def analyse_frame(frame: Any, catalog: Catalog | None = None,
                   assumptions: Assumptions | None = None, **kwargs: Any) -> dict[str, Any]:
     """`analyse` over a result DataFrame with the catalog's defaults: each scenario's
-    fastest row, priced by the catalog entries matching its machine (unpriced if none).
+    row chosen by `select_measurements`, priced by the catalog entries matching its machine (unpriced if none).
     Keyword arguments go to `analyse` (api_names, economics, hardware, volumes_mtok)."""
     catalog = catalog or load_catalog()
     measurements, notes = select_measurements(frame)
@@ -639,5 +791,5 @@ __all__ = [
     "Assumptions", "BreakEven", "CostModel", "Economics", "HybridPlan", "Measured",
     "analyse", "analyse_frame", "analyse_option", "as_float", "blended_usd_per_mtok", "break_even",
     "capacity_tok_per_month", "cost_model", "cost_per_mtok", "economics_from_hardware", "energy_usd_per_month", "hardware_usd_per_month", "hybrid_plan", "local_monthly_usd", "machines_needed",
-    "measured_from_row", "select_measurements", "sensitivity",
+    "measured_from_row", "refusal_reasons", "choose_row", "select_measurements", "sensitivity",
 ]

@@ -67,9 +67,6 @@ def format_text(result: dict[str, Any], markdown: bool = False) -> str:
     head = [f"month: {a['month']}; volume: {a['volume']}",
             (f"utilization {a['utilization']:g}, electricity ${a['electricity_usd_per_kwh']:g}"
             f"/kWh, PUE {a['pue']:g}, operations {usd(a['ops_usd_per_month'])}/month")]
-    selections = sorted({o["selection"] for o in result["options"] if o["selection"]})
-    if selections:
-        head.append("rows used: " + "; ".join(selections) + ", per scenario")
     title = "Break-even: measured throughput priced against APIs"
     lines += ([f"## {title}", ""] + [f"- {h}" for h in head] if markdown
               else [title] + [f"  {h}" for h in head])
@@ -88,6 +85,9 @@ def format_text(result: dict[str, Any], markdown: bool = False) -> str:
             _machine_line(o), mtok(o["capacity_mtok_per_month_full"]),
             usd(o.get("cost_per_mtok_full")), usd(o.get("cost_per_mtok_at_utilization"))]
            for i, o in enumerate(opts)], "Machines (one per measured row and price)")
+    table(["#", "rule", "row used and why"],
+          [[i + 1, o["selection"] or "-", o.get("selection_reason") or "-"]
+           for i, o in enumerate(opts)], "Rows used")
     be_rows = []
     for i, o in enumerate(opts):
         if not o["priced"]:
@@ -152,8 +152,10 @@ def _bench_summary(rows: list[dict[str, Any]], catalog: Catalog | None) -> str:
     unpriced: dict[str, str] = {}
     for o in result["options"]:
         synthetic = " [SYNTHETIC weights]" if o["synthetic_weights"] else ""
-        head = (f"  {o['scenario']} c={o['concurrency']}{synthetic}: {o['total_tok_s']:,.4g} "
-                f"tok/s -> {mtok(o['capacity_mtok_per_month_full'])} tokens/month per machine")
+        rule = f" [{o['selection']}]" if o.get("selection") else ""
+        head = (f"  {o['scenario']} c={o['concurrency']}{synthetic}{rule}: "
+                f"{o['total_tok_s']:,.4g} tok/s -> {mtok(o['capacity_mtok_per_month_full'])} "
+                "tokens/month per machine")
         if not o["priced"]:
             worth = ", ".join(f"{usd(o['api_value_of_full_machine_usd'][k])} at {k} "
                               f"({usd(p)}/M)" for k, p in o["api_usd_per_mtok"].items())
@@ -178,4 +180,5 @@ def _bench_summary(rows: list[dict[str, Any]], catalog: Catalog | None) -> str:
                      "(README: Break-even)")
     if any(o["synthetic_weights"] for o in result["options"]):
         lines.append("  SYNTHETIC weights: the speed is real, the answers are not")
+    lines.extend(f"  {n}" for n in result["notes"] if "refused" in n)
     return "\n".join(lines)
