@@ -8,8 +8,9 @@ Pure functions over result rows (dicts in the schema's columns); no I/O.
   (`MUST_MATCH`: model file, token targets, engine settings) is checked, as pyperf checks
   its metadata, and a difference becomes a warning, never a silent pass.
 - A change is a *regression* only when it is worse than the threshold AND significant:
-  Welch's t-test on (mean, std, n) of both sides, n being repetitions for throughput
-  (std over repetitions) and successful requests for per-request means.
+  Welch's t-test over repetitions, never over pooled requests: per-repetition values
+  recomputed from the requests file beside each CSV where it exists
+  (`attach_repetitions`), else the row's mean and std with n = repetitions.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from harness.analysis.stats import welch_t_test
+from harness.metrics import RequestRecord, scenario_summary, stdev
 from harness.results.schema import COLUMNS, KEY_COLUMNS, TYPES
 
 DEFAULT_METRICS = ["output_throughput_tok_s", "ttft_ms_mean", "tpot_ms_mean",
@@ -255,9 +258,8 @@ def higher_is_better(metric: str) -> bool:
 
 
 def spread_of(metric: str) -> tuple[str, str] | None:
-    """(std column, sample-count kind) for a metric that has a spread, else None.
-
-    Throughput std is over repetitions; `_mean` latencies' std is over requests."""
+    """(std column, what the std is over) for a metric whose row carries a spread, else
+    None. Throughput std is over repetitions; `_mean` latencies' std is over requests."""
     if metric.endswith("_mean") and f"{metric[:-5]}_std" in TYPES:
         return f"{metric[:-5]}_std", "requests"
     if f"{metric}_std" in TYPES:
@@ -265,19 +267,111 @@ def spread_of(metric: str) -> tuple[str, str] | None:
     return None
 
 
-def _sample(row: dict[str, Any], metric: str) -> tuple[float | None, float | None, int]:
-    """(mean, std, n) of a metric in a row; std None and n 0 when it has no spread."""
+# Per-repetition values of a row, attached by `attach_repetitions` under this key.
+REPETITIONS_KEY = "_repetition_values"
+# Metrics computed for each repetition from its request records (as the runner does).
+REPETITION_METRICS = frozenset({
+    "output_throughput_tok_s", "total_throughput_tok_s", "request_throughput_rps",
+    "goodput_rps", "prefill_tok_s", "decode_tok_s",
+    *(f"{m}_{s}" for m in ("ttft_ms", "tpot_ms", "e2e_ms") for s in ("mean", "p50", "p90", "p99")),
+    "itl_ms_p50", "itl_ms_p90", "itl_ms_p99",
+})
+_RECORD_FIELDS = {f.name for f in dataclass_fields(RequestRecord)}
+
+BASIS_REPETITIONS = "repetitions"  # per-repetition values from the requests file
+BASIS_ROW_REPETITIONS = "row std over repetitions"
+BASIS_ROW_REQUESTS = "row std over requests, n = repetitions"
+
+
+def record_from_json(obj: dict[str, Any]) -> RequestRecord | None:
+    """A RequestRecord from one line of a requests JSONL file (derived and extra keys
+    ignored); None when the line lacks what a record needs."""
+    try:
+        return RequestRecord(**{k: v for k, v in obj.items() if k in _RECORD_FIELDS})
+    except TypeError:
+        return None
+
+
+def _load_key(row: dict[str, Any]) -> str:
+    """The `load` label the runner writes on each request record of a row."""
+    rate = clean(row.get("request_rate_rps"))
+    if rate:
+        return f"rate={float(rate):g}/s"
+    return f"c={clean(row.get('concurrency'))}"
+
+
+def row_records(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The request records of one result row: same run, scenario and load. Batch rows
+    relabel their concurrency, so for them a scenario's only load level is taken."""
+    same = [r for r in records if r.get("run_id") == row.get("run_id")
+            and r.get("scenario") == row.get("scenario")]
+    exact = [r for r in same if r.get("load") == _load_key(row)]
+    if exact or row.get("load_mode") != "batch":
+        return exact
+    return same if len({r.get("load") for r in same}) == 1 else []
+
+
+def repetition_values(records: Iterable[dict[str, Any]], slo_ttft_ms: float | None = None,
+                      slo_tpot_ms: float | None = None) -> dict[str, list[float]]:
+    """Each metric of `REPETITION_METRICS`, one value per repetition, from request
+    records (a repetition of failures has throughput 0 and no latency)."""
+    by_rep: dict[int, list[RequestRecord]] = {}
+    for obj in records:
+        rec = record_from_json(obj)
+        if rec is not None:
+            by_rep.setdefault(int(rec.repetition), []).append(rec)
+    values: dict[str, list[float]] = {}
+    for rep in sorted(by_rep):
+        summary = scenario_summary(by_rep[rep], slo_ttft_ms, slo_tpot_ms)
+        for metric in REPETITION_METRICS:
+            v = summary.get(metric)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                values.setdefault(metric, []).append(float(v))
+    return values
+
+
+def attach_repetitions(rows: list[dict[str, Any]],
+                       records_by_file: dict[str, list[dict[str, Any]] | None]) -> int:
+    """Attach per-repetition values to each row whose source file has request records
+    (`records_by_file`: source_file -> records, None when the file has none). Returns
+    how many rows got them."""
+    attached = 0
+    for row in rows:
+        records = records_by_file.get(str(row.get("source_file")))
+        if not records:
+            continue
+        mine = row_records(row, records)
+        if mine:
+            row[REPETITIONS_KEY] = repetition_values(
+                mine, clean(row.get("slo_ttft_ms")), clean(row.get("slo_tpot_ms")))
+            attached += 1
+    return attached
+
+
+def _sample(row: dict[str, Any], metric: str
+            ) -> tuple[float | None, float | None, int, str, float | None]:
+    """(value, std, n, basis, mean tested) of a metric in a row; std None and n 0 when
+    it has no spread.
+
+    The unit of the test is a repetition, not a request: requests of one repetition
+    share its conditions (and its queue), so pooling them as independent samples calls
+    run-to-run noise significant. With per-repetition values (from the requests file),
+    std and n are over them; else throughput uses the row's std over repetitions, and a
+    `_mean` latency its std over requests with n = repetitions (conservative: the spread
+    of one request, not of a repetition's mean)."""
     value = clean(row.get(metric))
     value = float(value) if isinstance(value, (int, float)) else None
+    per_rep = (row.get(REPETITIONS_KEY) or {}).get(metric)
+    if per_rep and value is not None:
+        return (value, stdev(per_rep), len(per_rep), BASIS_REPETITIONS,
+                sum(per_rep) / len(per_rep))
     spread = spread_of(metric)
     if spread is None:
-        return value, None, 0
+        return value, None, 0, "", None
     std = clean(row.get(spread[0]))
-    if spread[1] == "repetitions":
-        n = clean(row.get("repetitions")) or 0
-    else:
-        n = (clean(row.get("requests")) or 0) - (clean(row.get("errors")) or 0)
-    return value, (float(std) if isinstance(std, (int, float)) else None), int(n)
+    n = int(clean(row.get("repetitions")) or 0)
+    basis = BASIS_ROW_REPETITIONS if spread[1] == "repetitions" else BASIS_ROW_REQUESTS
+    return value, (float(std) if isinstance(std, (int, float)) else None), n, basis, value
 
 
 # ---------------------------------------------------------------- comparison
@@ -290,6 +384,8 @@ class Cell:
     value: float | None
     std: float | None
     n: int
+    basis: str = ""                     # what std and n are over (BASIS_*)
+    tested: float | None = None         # the mean tested: of the repetitions where known
     ratio: float | None = None          # value / baseline
     change_pct: float | None = None     # (value - baseline) / baseline, in %
     worse_pct: float | None = None      # change in the bad direction, in %
@@ -337,11 +433,16 @@ class Comparison:
         return any(line.synthetic for line in self.lines)
 
 
+def _tested(cell: Cell) -> float:
+    return cell.tested if cell.tested is not None else cell.value  # type: ignore[return-value]
+
+
 def judge(base: Cell, other: Cell, higher_better: bool, threshold_pct: float,
           alpha: float = ALPHA) -> Cell:
     """Fill ratio, change and verdict of `other` against `base`.
 
-    regression: worse than threshold_pct and significant (Welch p < alpha);
+    regression: worse than threshold_pct (between the shown values) and significant
+    (Welch p < alpha, over repetitions: see `_sample`);
     improvement: better than threshold_pct and significant; within threshold: significant
     but small; noise: not significant; no spread: one side lacks std or n >= 2."""
     if base.value is None or other.value is None:
@@ -353,7 +454,8 @@ def judge(base: Cell, other: Cell, higher_better: bool, threshold_pct: float,
         other.worse_pct = -other.change_pct if higher_better else other.change_pct
     test = None
     if base.std is not None and other.std is not None:
-        test = welch_t_test(base.value, base.std, base.n, other.value, other.std, other.n)
+        test = welch_t_test(_tested(base), base.std, base.n, _tested(other), other.std,
+                            other.n)
     if test is None:
         other.verdict = VERDICT_UNTESTED
         return other
@@ -413,7 +515,7 @@ def quality_warnings(sides: list[Side], metrics: list[str]) -> list[str]:
         unstable: list[str] = []
         for key, row in side.rows.items():
             for metric in metrics:
-                value, std, _ = _sample(row, metric)
+                value, std = _sample(row, metric)[:2]
                 if value and std is not None and std >= UNSTABLE_STD_FRACTION * abs(value):
                     unstable.append(f"{scenario_label(key)} {metric} "
                                     f"(std {std / abs(value) * 100:.0f}% of mean)")
@@ -477,9 +579,11 @@ def compare(sides: list[Side], metrics: list[str], threshold_pct: float = DEFAUL
                                   for s in sides for k in common if k in s.rows):
             result.notes.append(f"{metric}: no values in these results; not shown")
             continue
-        if spread_of(metric) is None:
-            result.notes.append(f"{metric}: rows carry no spread for it, so changes are "
-                                "shown but never called regressions")
+        if not any(_sample(s.rows[k], metric)[2] for s in sides for k in common
+                   if k in s.rows):
+            result.notes.append(f"{metric}: rows carry no spread for it (and no requests "
+                                "file gives one per repetition), so changes are shown but "
+                                "never called regressions")
     shown = [m for m in metrics if not any(n.startswith(f"{m}: no values") for n in result.notes)]
     result.metrics = shown
     for key in common:
@@ -582,10 +686,11 @@ def _legend(c: Comparison) -> list[str]:
     models = _models(c)
     if len(models) == 1:
         lines.append(f"model: {models[0]}")
-    lines.append(f"↑ higher is better, ↓ lower is better; ±std over repetitions (throughput) "
-                 f"or requests (latency); REGRESSION = worse by more than {c.threshold_pct:g}% "
-                 f"and significant (Welch t-test, p < {ALPHA}); noise = not significant; "
-                 "? = no spread to test")
+    lines.append(f"↑ higher is better, ↓ lower is better; ±std over repetitions (from the "
+                 "requests file where present; else the row's std: over repetitions for "
+                 "throughput, over requests for latency means); REGRESSION = worse by more "
+                 f"than {c.threshold_pct:g}% and significant over repetitions (Welch t-test, "
+                 f"p < {ALPHA}); noise = not significant; ? = no spread to test")
     if c.any_synthetic:
         lines.append("[synthetic] = random-weight model: real speed for its shape, "
                      "meaningless text")
@@ -635,7 +740,8 @@ def to_records(c: Comparison) -> list[dict[str, Any]]:
                 "machine_id": side.machine.get("machine_id"),
                 "hostname": side.machine.get("hostname"),
                 "run_id": ",".join(side.run_ids),
-                "value": cell.value, "std": cell.std, "n": cell.n, "ratio": cell.ratio,
+                "value": cell.value, "std": cell.std, "n": cell.n,
+                "spread_basis": cell.basis, "ratio": cell.ratio,
                 "change_pct": cell.change_pct, "p_value": cell.p_value,
                 "verdict": cell.verdict if not side.is_baseline else "baseline",
             })

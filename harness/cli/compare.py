@@ -9,7 +9,7 @@ from typing import Any
 from harness.analysis import compare as cmp
 from harness.analysis.compare import DEFAULT_METRICS, clean_rows, numeric_columns
 from harness.errors import CheckFailed, UserError, did_you_mean
-from harness.results.files import load_frame
+from harness.results.files import load_frame, read_request_records
 
 HELP = "compare result files across runs and machines; flag significant regressions"
 DESCRIPTION = """\
@@ -18,7 +18,10 @@ and show each run's figures side by side with its ratio to the baseline. The bas
 --baseline, or else the first run given. Each run (machine + run id) is one column.
 
 A change is a REGRESSION only when it is worse than the threshold AND significant given
-the spread of the repetitions (Welch's t-test on mean, std and count, p < 0.05). Metadata
+the spread of the repetitions (Welch's t-test, p < 0.05), never of pooled requests: each
+repetition's figure is recomputed from the requests file beside the CSV
+(<run>_<workload>.requests.jsonl) where it exists, else the row's mean, std and number
+of repetitions are used. Metadata
 that must match (model file, token targets, engine settings) is checked and a difference
 is a warning on stderr.
 
@@ -73,7 +76,12 @@ def _check_metrics(requested: list[list[str]] | None, available: set[str]) -> li
 
 
 def _rows(frame: Any) -> list[dict[str, Any]]:
-    return clean_rows(frame.to_dict("records"))
+    """Rows of a result frame, each with its per-repetition values where the requests
+    file beside its CSV has them (the significance test is over repetitions)."""
+    rows = clean_rows(frame.to_dict("records"))
+    files = {str(r.get("source_file")) for r in rows if r.get("source_file")}
+    cmp.attach_repetitions(rows, {f: read_request_records(f) for f in files})
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:

@@ -183,6 +183,32 @@ class RunFiles:
                             self.server_metrics_path) if p.exists()]
 
 
+def requests_path_for(csv_path: str | Path) -> Path:
+    """The per-request JSONL written beside a result CSV (`<stem>.requests.jsonl`)."""
+    path = Path(csv_path)
+    return path.with_name(path.name.removesuffix(".csv") + ".requests.jsonl")
+
+
+def read_request_records(csv_path: str | Path) -> list[dict[str, Any]] | None:
+    """The per-request records written beside a result CSV, or None when there is no
+    such file (CSVs copied without it). Lines that do not parse (the cut-off last line
+    of a killed run) are skipped."""
+    path = requests_path_for(csv_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    records = []
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            records.append(obj)
+    return records
+
+
 def find_result_files(paths: list[str | Path]) -> list[Path]:
     """Result CSVs named by the user: files as given, folders searched recursively."""
     found: list[Path] = []
