@@ -109,6 +109,7 @@ class FakeGpu:
     average_power_w: float | None = None  # GetPowerUsage, the lagging 1-s average
     mem_used_mb: float = 1000.0
     calls: list[str] = field(default_factory=list)
+    mig_uuids: list[str] | None = None  # MIG instances when the GPU is in MIG mode
 
 
 class FakeNvml:
@@ -142,6 +143,16 @@ class FakeNvml:
 
     def nvmlDeviceGetUUID(self, h: FakeGpu) -> str:
         return h.uuid
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h: FakeGpu) -> int:
+        if h.mig_uuids is None:
+            raise NVMLError_NotSupported()
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h: FakeGpu, k: int) -> Any:
+        if h.mig_uuids is None or k >= len(h.mig_uuids):
+            raise NVMLError(13)  # no instance in this slot
+        return SimpleNamespace(uuid=h.mig_uuids[k])
 
     def nvmlDeviceGetTotalEnergyConsumption(self, h: FakeGpu) -> int:
         h.calls.append("energy")

@@ -14,7 +14,7 @@ from harness.errors import UserError, did_you_mean
 from harness.power.apple import AppleMeter
 from harness.power.base import Meter, PowerError, Reading
 from harness.power.estimate import EstimateMeter
-from harness.power.nvml import NvmlMeter
+from harness.power.nvml import EngineDevices, NvmlMeter
 from harness.power.rapl import DEFAULT_ROOT, RaplMeter
 from harness.power.session import PowerSession
 
@@ -94,5 +94,5 @@ def meter_status(**options: Any) -> list[dict[str, Any]]:
     return status
 
 
-__all__ = ["MODES", "Meter", "PowerError", "PowerSession", "Reading", "make_meter",
+__all__ = ["MODES", "EngineDevices", "Meter", "PowerError", "PowerSession", "Reading", "make_meter",
            "meter_status", "open_session"]

@@ -6,13 +6,20 @@ for the peak and the timeline: the instantaneous field `NVML_FI_DEV_POWER_INSTAN
 the driver has it, else `nvmlDeviceGetPowerUsage`, which is a 1-second average that lags
 real power (9-11% low during a 5 s load on an H200) and so is never used for energy when
 the counter exists. GPUs without the counter integrate the polled samples. The same
-thread records device memory used, for the peak. Every GPU the process can see
-(`CUDA_VISIBLE_DEVICES` respected) is read. NVML errors become `PowerError`.
+thread records device memory used, for the peak. NVML errors become `PowerError`.
+
+Which GPUs: the engine's, not every GPU of the node. NVML numbers GPUs by PCI bus and
+ignores `CUDA_VISIBLE_DEVICES`, so the engine's `CUDA_VISIBLE_DEVICES` (indices, GPU
+UUIDs or their prefixes, MIG UUIDs) is mapped to NVML indices as CUDA reads it, and only
+the first `count` of them are metered when the engine uses fewer than it sees (vLLM:
+tensor x pipeline parallel size), as vLLM maps logical to physical device ids. The
+GPUs metered and why are said in the first reading's note.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +54,63 @@ def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
+@dataclass(frozen=True)
+class EngineDevices:
+    """The GPUs an engine runs on, as the engine sees them: its `CUDA_VISIBLE_DEVICES`
+    (None: unset, every GPU) and how many of those it uses from the first (None: all;
+    0: none, e.g. llama.cpp with n_gpu_layers 0), with where that came from."""
+
+    visible: str | None = None
+    count: int | None = None
+    why: str = ""
+    device_order: str | None = None  # the engine's CUDA_DEVICE_ORDER
+
+
+def cuda_visible_to_nvml(spec: str | None, uuids: list[str],
+                         mig_parents: dict[str, int] | None = None
+                         ) -> tuple[list[int], list[str]]:
+    """NVML indices of the GPUs that `CUDA_VISIBLE_DEVICES=spec` shows to CUDA, in CUDA's
+    order (the first is cuda:0), and notes. `uuids[i]` is NVML GPU i's UUID;
+    `mig_parents` maps MIG instance UUIDs to their GPU's index.
+
+    As CUDA reads it: entries are indices or (unique prefixes of) `GPU-` UUIDs; a MIG
+    instance (`MIG-<uuid>`, or the older `MIG-GPU-<uuid>/gi/ci`) stands for its GPU, whose
+    counters are all NVML has; the list ends at the first entry that names no GPU or one
+    already named, so `-1` or an empty value shows none. None shows every GPU."""
+    if spec is None:
+        return list(range(len(uuids))), []
+    out: list[int] = []
+    notes: list[str] = []
+
+    def by_prefix(prefix: str, names: list[str]) -> int | None:
+        found = [i for i, u in enumerate(names) if u.startswith(prefix)]
+        return found[0] if len(found) == 1 else None
+
+    for raw in spec.split(","):
+        item = raw.strip()
+        idx: int | None = None
+        if re.fullmatch(r"\d+", item):
+            idx = int(item) if int(item) < len(uuids) else None
+        elif item.startswith("MIG-GPU-"):
+            idx = by_prefix(item[4:].split("/")[0], uuids)
+        elif item.startswith("MIG-"):
+            migs = list(mig_parents or {})
+            k = by_prefix(item, migs)
+            idx = (mig_parents or {})[migs[k]] if k is not None else None
+        elif item.startswith("GPU-"):
+            idx = by_prefix(item, uuids)
+        if item.startswith("MIG-") and idx is not None:
+            notes.append(f"{item} is a MIG instance: NVML meters its whole GPU (index {idx}), "
+                         "other instances' work included")
+        if idx is None or idx in out:
+            if item:
+                notes.append(f"CUDA_VISIBLE_DEVICES entry {item!r} names no GPU (or one named "
+                             "before): CUDA ignores it and every entry after it")
+            break
+        out.append(idx)
+    return out, notes
+
+
 @dataclass
 class Gpu:
     """One GPU being metered and what was read from it during the window."""
@@ -68,11 +132,16 @@ class NvmlMeter(Meter):
     method = MEASURED
 
     def __init__(self, nvml: Any = None, poll_interval_s: float = POLL_INTERVAL_S,
-                 visible_devices: str | None = None) -> None:
+                 visible_devices: str | None = None, device_count: int | None = None
+                 ) -> None:
         self._nvml = nvml
         self.poll_interval_s = poll_interval_s
         self.visible_devices = (os.environ.get("CUDA_VISIBLE_DEVICES")
                                 if visible_devices is None else visible_devices)
+        self.device_count = device_count
+        self.devices_why = "this process's CUDA_VISIBLE_DEVICES; the engine's use not known"
+        self.device_order = os.environ.get("CUDA_DEVICE_ORDER")
+        self.selection_note = ""
         self._initialized = False
         self.gpus: list[Gpu] = []
         self._poller: Poller | None = None
@@ -117,27 +186,63 @@ class NvmlMeter(Meter):
                 pass
             self._initialized = False
 
+    def use_engine_devices(self, devices: EngineDevices) -> None:
+        """Meter the engine's GPUs (`devices`) from the next window on."""
+        self.visible_devices = devices.visible
+        self.device_count = devices.count
+        self.devices_why = devices.why
+        self.device_order = devices.device_order
+
+    def _uuid(self, handle: Any) -> str:
+        try:
+            return _text(self.lib.nvmlDeviceGetUUID(handle))
+        except Exception:  # noqa: BLE001 - no UUID: no entry can name this GPU by UUID
+            return ""
+
+    def _mig_parents(self, count: int) -> dict[str, int]:
+        """MIG instance UUID -> index of its GPU, for GPUs in MIG mode."""
+        parents: dict[str, int] = {}
+        for i in range(count):
+            handle = self._call("handle", self.lib.nvmlDeviceGetHandleByIndex, i)
+            try:
+                for k in range(int(self.lib.nvmlDeviceGetMaxMigDeviceCount(handle))):
+                    try:
+                        mig = self.lib.nvmlDeviceGetMigDeviceHandleByIndex(handle, k)
+                    except self.lib.NVMLError:
+                        continue  # no instance in this slot
+                    parents[self._uuid(mig)] = i
+            except (self.lib.NVMLError, AttributeError):
+                continue  # not in MIG mode, or an NVML without MIG
+        return parents
+
     def _selected_indices(self) -> list[int]:
+        """NVML indices of the engine's GPUs; sets `selection_note` to say which."""
         count = int(self._call("device count", self.lib.nvmlDeviceGetCount))
         spec = self.visible_devices
-        if spec is None:
-            return list(range(count))
-        wanted = [s.strip() for s in spec.split(",") if s.strip()]
-        indices: list[int] = []
-        for item in wanted:
-            if item.isdigit():
-                if int(item) < count:
-                    indices.append(int(item))
-                continue
-            for i in range(count):  # a UUID (GPU-...) or MIG id: match by prefix
-                handle = self._call("handle", self.lib.nvmlDeviceGetHandleByIndex, i)
-                try:
-                    uuid = _text(self.lib.nvmlDeviceGetUUID(handle))
-                except Exception:  # noqa: BLE001, S112 - no UUID: cannot match this entry
-                    continue
-                if uuid.startswith(item) and i not in indices:
-                    indices.append(i)
-        return indices
+        handles = [self._call("handle", self.lib.nvmlDeviceGetHandleByIndex, i)
+                   for i in range(count)] if spec is not None else []
+        uuids = [self._uuid(h) for h in handles] if spec is not None else [""] * count
+        migs = self._mig_parents(count) if spec is not None and "MIG-" in spec else None
+        visible, notes = cuda_visible_to_nvml(spec, uuids, migs)
+        used = visible if self.device_count is None else visible[:self.device_count]
+        shown = ", ".join(f"gpu:{i}" for i in used) or "none"
+        text = f"metered {shown} of {count} GPU(s) (NVML indices)"
+        if spec is not None:
+            text += (f"; CUDA_VISIBLE_DEVICES={spec!r} shows "
+                     f"{', '.join(map(str, visible)) or 'none'}")
+        if self.device_count is not None and self.device_count < len(visible):
+            text += f"; the engine uses the first {self.device_count}"
+        if self.devices_why:
+            text += f" ({self.devices_why})"
+        if (spec is not None and re.search(r"(^|,)\s*\d", spec)
+                and (self.device_order or "").upper() != "PCI_BUS_ID"):
+            names = {_text(self.lib.nvmlDeviceGetName(h)) for h in handles}
+            if len(names) > 1:
+                notes.append("the GPUs differ and CUDA_DEVICE_ORDER is not PCI_BUS_ID: CUDA "
+                             "may number them fastest first, NVML by PCI bus; give UUIDs in "
+                             "CUDA_VISIBLE_DEVICES to be sure which are metered")
+        self.selection_note = "; ".join([text, *notes])
+        return used
 
     def _open_gpus(self) -> list[Gpu]:
         self._init()
@@ -149,6 +254,8 @@ class NvmlMeter(Meter):
             except self.lib.NVMLError:
                 name = "NVIDIA GPU"
             gpus.append(Gpu(index=i, handle=handle, name=name))
+        if not gpus and self.device_count == 0:
+            raise PowerError(f"NVML: the engine uses no GPU ({self.devices_why})")
         if not gpus:
             raise PowerError("NVML: no NVIDIA GPU visible"
                              + (f" (CUDA_VISIBLE_DEVICES={self.visible_devices!r})"
@@ -241,7 +348,12 @@ class NvmlMeter(Meter):
             self._poller.stop()
         self.sample()
         duration = self._t_last  # the final sample closes the window
-        return [self._reading(g, duration) for g in self.gpus]
+        readings = [self._reading(g, duration) for g in self.gpus]
+        if readings and self.selection_note:
+            first = readings[0]
+            first.note = f"{self.selection_note}; {first.note}" if first.note \
+                else self.selection_note
+        return readings
 
     def _reading(self, g: Gpu, duration: float) -> Reading:
         domain = f"gpu:{g.index}"

@@ -11,6 +11,7 @@ from typing import Any
 from harness.power.base import Meter, PowerError, Reading, unavailable
 from harness.power.columns import energy_columns
 from harness.power.memory import MemoryPoller
+from harness.power.nvml import EngineDevices, NvmlMeter
 
 
 def _failed(meter: Meter, exc: BaseException, duration_s: float = 0.0) -> Reading:
@@ -40,11 +41,17 @@ class PowerSession:
     def has_meter(self) -> bool:
         return bool(self.meters)
 
-    def attach(self, backend: Any = None, info: Any = None, server: Any = None) -> None:
-        """Learn what the run uses: a managed server's process joins the RSS polling."""
+    def attach(self, backend: Any = None, info: Any = None, server: Any = None,
+               devices: EngineDevices | None = None) -> None:
+        """Learn what the run uses: a managed server's process joins the RSS polling, and
+        the NVML meter meters the engine's GPUs (`devices`) instead of every GPU seen."""
         pid = getattr(server, "pid", None)
         if self.memory is not None and isinstance(pid, int):
             self.memory.add_pid(pid)
+        if devices is not None:
+            for m in self.meters:
+                if isinstance(m, NvmlMeter):
+                    m.use_engine_devices(devices)
 
     # -- windows ---------------------------------------------------------------------
     def _start_meters(self) -> tuple[list[Meter], list[Reading]]:

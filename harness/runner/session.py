@@ -10,6 +10,7 @@ closed, and `BenchRun.run` re-raises `KeyboardInterrupt` (or `Terminated` for SI
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from backends.registry import BACKENDS, backend_config, create_backend
 from harness.analysis.prices import api_price
 from harness.config.settings import BenchSettings
 from harness.errors import Terminated, UserError, did_you_mean
-from harness.power import PowerSession, open_session
+from harness.power import EngineDevices, PowerSession, open_session
 from harness.results.files import RunFiles
 from harness.results.machine import fingerprint
 from harness.runner.options import RunOptions, RunState
@@ -62,6 +63,43 @@ def price_for(backend_name: str, settings: BenchSettings,
         return api_price(str(name))
     except UserError:  # a broken catalog must not fail the benchmark
         return None
+
+
+def engine_devices(settings: BenchSettings, backend_name: str,
+                   server: ManagedServer | None) -> EngineDevices:
+    """The GPUs the engine runs on, for the NVML meter: its CUDA_VISIBLE_DEVICES (a
+    managed server's own environment, else this process's) and how many of them it
+    uses: vLLM tensor x pipeline (x data) parallel size from the first; llama.cpp all it
+    sees (it splits layers over every visible GPU), none with n_gpu_layers 0; an
+    endpoint the harness did not start: unknown (all visible ones are metered)."""
+    env = {**os.environ, **(server.spec.env if server is not None else {})}
+    visible, order = env.get("CUDA_VISIBLE_DEVICES"), env.get("CUDA_DEVICE_ORDER")
+    engine = settings.engine or {}
+
+    def size(name: str) -> int:
+        value = getattr(settings, name, None) or engine.get(name) \
+            or engine.get(name.replace("_", "-"))
+        return int(value) if value else 1
+
+    if backend_name == "vllm" or settings.server == "vllm":
+        sizes = {n: size(n) for n in ("tensor_parallel_size", "pipeline_parallel_size",
+                                      "data_parallel_size")}
+        count = sizes["tensor_parallel_size"] * sizes["pipeline_parallel_size"] \
+            * sizes["data_parallel_size"]
+        why = "vLLM " + " x ".join(f"{n} {v}" for n, v in sizes.items()
+                                   if v > 1 or n != "data_parallel_size")
+        return EngineDevices(visible, count, why, order)
+    if backend_name == "llamacpp" or settings.server in ("llama-cpp-python", "llama-server"):
+        if settings.n_gpu_layers == 0:
+            return EngineDevices(visible, 0, "llama.cpp with n_gpu_layers 0 runs on the CPU",
+                                 order)
+        return EngineDevices(visible, None, "llama.cpp splits layers over every GPU it sees",
+                             order)
+    if server is not None:
+        return EngineDevices(visible, None, f"{server.spec.kind} server: every GPU it sees",
+                             order)
+    return EngineDevices(visible, None, "endpoint not started by the harness: which GPUs "
+                         "serve it is not known; every visible GPU metered", order)
 
 
 class BenchRun:
@@ -147,7 +185,8 @@ class BenchRun:
             self.files = RunFiles(self.output, self.machine, self.run_id, self.workload.name)
             if server is not None:
                 server.attach_log(self.files.server_log_path)
-            self.power.attach(backend=backend, info=info, server=server)
+            self.power.attach(backend=backend, info=info, server=server,
+                              devices=engine_devices(self.settings, self.backend_name, server))
             print(f"harness bench: {info.backend} ({info.engine} {info.engine_version}, "
                   f"{info.device}) · model {info.model} [{info.quant or '?'}, "
                   f"{info.weights}] · workload {self.workload.name} · power: "
@@ -170,4 +209,4 @@ class BenchRun:
                 f"recorded as errors{kept}. Server log, last lines:\n{tail}")
 
 
-__all__ = ["BenchRun", "bench_workload", "choose_backend", "price_for"]
+__all__ = ["BenchRun", "bench_workload", "choose_backend", "engine_devices", "price_for"]
