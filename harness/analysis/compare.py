@@ -41,7 +41,7 @@ MUST_MATCH = ["model_sha256", "input_tokens_target", "output_tokens_target",
 MACHINE_COLUMNS = ["machine_id", "hostname", "cpu_model", "cpu_cores", "cpu_threads",
                    "ram_gb", "gpu_name", "gpu_count", "gpu_driver", "os", "backend", "engine",
                    "engine_version", "device", "harness_version", "harness_commit",
-                   "power_method", "power_source"]
+                   "power_method", "power_source", "source_tool"]
 HARDWARE_COLUMNS = ["cpu_model", "gpu_name", "gpu_count"]
 
 VERDICT_REGRESSION = "regression"
@@ -138,6 +138,8 @@ class Side:
         gpu = (f"{m['gpu_count']}x {m['gpu_name']}" if m.get("gpu_name") else "no GPU")
         cpu = f"{m.get('cpu_model') or '?'} ({m.get('cpu_cores') or '?'} cores)"
         engine = " ".join(str(v) for v in (m.get("engine"), m.get("engine_version")) if v)
+        if m.get("source_tool"):
+            engine = f"{engine or '?'} · measured by {m['source_tool']}"
         runs = ", ".join(self.run_ids) or "?"
         role = " (baseline)" if self.is_baseline else ""
         files = ", ".join(self.files)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.results.imports import FORMATS_HELP, is_own_companion, read_foreign
 from harness.results.schema import COLUMNS, TYPES, migrate
 from harness.secrets import redact, redact_obj
 
@@ -209,43 +210,72 @@ def read_request_records(csv_path: str | Path) -> list[dict[str, Any]] | None:
     return records
 
 
-def find_result_files(paths: list[str | Path]) -> list[Path]:
-    """Result CSVs named by the user: files as given, folders searched recursively."""
-    found: list[Path] = []
+RESULT_SUFFIXES = (".csv", ".json", ".jsonl")
+
+
+def _candidates(paths: list[str | Path]) -> list[tuple[Path, bool]]:
+    """(file, named by the user) for every possible result file: files as given, folders
+    searched recursively for CSV, JSON and JSONL files (not hidden ones, not the requests,
+    power and machine files `harness bench` writes beside its CSVs)."""
+    found: list[tuple[Path, bool]] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            csvs = sorted(q for q in p.rglob("*.csv") if not q.name.startswith("."))
-            if not csvs:
-                raise UserError(f"{p}: folder holds no result CSV files; give result files "
-                                "or a results/ folder written by `harness bench`")
-            found.extend(csvs)
+            files = sorted(q for q in p.rglob("*") if q.suffix.lower() in RESULT_SUFFIXES
+                           and q.is_file() and not q.name.startswith(".")
+                           and not is_own_companion(q))
+            if not files:
+                raise UserError(f"{p}: folder holds no result CSV files (nor JSON of other "
+                                f"tools); give {FORMATS_HELP}, or a results/ folder written "
+                                "by `harness bench`")
+            found.extend((q, False) for q in files)
         elif p.is_file():
-            found.append(p)
+            found.append((p, True))
         else:
             raise UserError(f"{p}: no such file or folder")
     return found
 
 
-def load_frame(paths: list[str | Path]) -> Any:
-    """All rows of the given result files/folders as one pandas DataFrame, migrated to
-    the current schema; a `source_file` column says where each row came from."""
-    import pandas as pd
+def find_result_files(paths: list[str | Path]) -> list[Path]:
+    """Possible result files named by the user: files as given, folders searched
+    recursively (CSV, and JSON/JSONL of other tools; see `harness.results.imports`)."""
+    return [p for p, _ in _candidates(paths)]
 
 
-    frames = []
-    for path in find_result_files(paths):
+def _read_any(path: Path, named: bool) -> list[dict[str, Any]] | None:
+    """Rows of one result file: our CSV, or another tool's file (`read_foreign`); None
+    for a file found in a folder that is neither (e.g. a run summary JSON)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
         try:
             with open(path, encoding="utf-8", newline="") as f:
                 header = next(csv.reader(f), [])
-            if "schema_version" not in header or "scenario" not in header:
-                raise UserError(f"{path}: not a harness result file (no schema_version and "
-                                "scenario columns); give CSVs written by `harness bench`")
-            rows = read_rows(path)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise UserError(f"{path}: cannot read as a result CSV ({exc})") from None
-        except ValueError as exc:  # a schema newer than this harness
-            raise UserError(f"{path}: {exc}") from None
+        if "schema_version" in header and "scenario" in header:
+            try:
+                return read_rows(path)
+            except ValueError as exc:  # a schema newer than this harness
+                raise UserError(f"{path}: {exc}") from None
+    rows = read_foreign(path)
+    if rows is not None:
+        return [migrate(r) for r in rows]
+    if named or suffix == ".csv":
+        raise UserError(f"{path}: not a harness result file (no schema_version and scenario "
+                        f"columns) nor another tool's known output; give {FORMATS_HELP}")
+    return None
+
+
+def load_frame(paths: list[str | Path]) -> Any:
+    """All rows of the given result files/folders as one pandas DataFrame, migrated to
+    the current schema; a `source_file` column says where each row came from. Other
+    tools' files (vllm bench serve, guidellm, llama-bench) are read through
+    `harness.results.imports`, with `source_tool` set."""
+    import pandas as pd
+
+    frames = []
+    for path, named in _candidates(paths):
+        rows = _read_any(path, named)
         if not rows:
             continue
         frame = pd.DataFrame(rows)

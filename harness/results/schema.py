@@ -31,6 +31,8 @@ FIELDS: list[tuple[str, str, str]] = [
     ("python_version", "str", "Python version"),
     ("harness_version", "str", "this package's version"),
     ("harness_commit", "str", "git commit of the harness (+dirty)"),
+    ("source_tool", "str", "tool that measured the row: empty for harness bench; "
+     "vllm-bench-serve | guidellm | llama-bench for imported files (harness.results.imports)"),
     ("backend", "str", "backend name (llamacpp, openai, vllm)"),
     ("engine", "str", "engine name"),
     ("engine_version", "str", "engine version"),
