@@ -123,8 +123,8 @@ SETTINGS: tuple[Setting, ...] = (
             _OUT, owner=POWER, choices=POWER_METERS),
     Setting("tdp_w", "float", "CPU TDP in watts for --power estimate (default: a table of "
             "known CPUs)", _OUT, owner=POWER, positive=True, unit="W"),
-    Setting("idle_power_s", "float", "seconds of idle power measured before each load level "
-            "(default 0 when no meter, 3 otherwise)", _OUT, owner=POWER, minimum=0, unit="s"),
+    Setting("idle_power_s", "float", "seconds of idle power measured once before the first "
+            "request of the run (default 0 when no meter, 3 otherwise)", _OUT, owner=POWER, minimum=0, unit="s"),
     Setting("output", "path", "results folder (default results/)", _OUT),
     Setting("quiet", "bool", "no progress line", _OUT, toml=False),
     Setting("engine", "table", "[engine] table: engine settings passed through to the "

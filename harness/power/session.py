@@ -74,7 +74,8 @@ class PowerSession:
         return readings
 
     def measure_idle(self, seconds: float) -> None:
-        """Average power of each domain over `seconds` with nothing running."""
+        """Average power of each domain over `seconds` with nothing running; used for
+        every window after it (the runner measures it once, before any request)."""
         if not self.meters or seconds <= 0:
             return
         self._t0 = time.perf_counter()
@@ -96,7 +97,7 @@ class PowerSession:
         cols = energy_columns(readings, self.idle, self.reason)
         cols["peak_rss_mb"] = self.memory.stop() if self.memory is not None else None
         timeline = self._idle_timeline + _timeline(readings, "measured")
-        self.idle, self._idle_timeline = [], []
+        self._idle_timeline = []  # written once, with the first window's timeline
         self.last_readings = readings
         return cols, timeline
 

@@ -99,6 +99,11 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
     base = context_row(machine, info, run_id)
     cores = machine.get("cpu_threads") or 1
     limit = backend.max_concurrency
+    if options.idle_power_s > 0:
+        # Once, before any request of the run: after a warmup a GPU is still hot and
+        # reads high for seconds. The power session keeps it for every row of the run.
+        progress.update(f"measuring idle power {options.idle_power_s:g} s before any request")
+        await asyncio.to_thread(power.measure_idle, options.idle_power_s)
     for s_index, scenario in enumerate(workload.scenarios):
         factory = PromptFactory(workload, scenario,
                                 lambda text: backend.count_tokens(text, prompt=True) or
@@ -117,10 +122,6 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
                     progress.update(f"{label} warmup {w + 1}/{scenario.warmup_requests}")
                     await measure_request(backend, factory.make("warmup", w, point),
                                           scenario.name, -1, options.request_timeout_s)
-                if options.idle_power_s > 0:
-                    progress.update(f"{label} measuring idle power "
-                                    f"{options.idle_power_s:g} s")
-                    await asyncio.to_thread(power.measure_idle, options.idle_power_s)
             except (asyncio.CancelledError, KeyboardInterrupt):
                 interrupted = True  # still write this scenario's row, marked partial
             records: list[RequestRecord] = []
