@@ -203,9 +203,11 @@ import sys, time, plistlib
 args = sys.argv[1:]
 count = int(args[args.index("-n") + 1]) if "-n" in args else None
 interval_ms = float(args[args.index("-i") + 1]) if "-i" in args else 100
+startup_s = float(args[args.index("--startup-s") + 1]) if "--startup-s" in args else 0.0
 if "--fail" in args:
     sys.stderr.write("sudo: a password is required\\n")
     sys.exit(1)
+time.sleep(startup_s)  # sudo and powermetrics' own start-up: no sample covers it
 n = 0
 last = time.perf_counter()
 while count is None or n < count:

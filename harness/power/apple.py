@@ -21,6 +21,7 @@ from harness.power.base import ESTIMATED, Meter, Poller, PowerError, Reading
 
 APPLE_NOTE = "Apple's energy counters are model-based estimates of the SoC, not a sensor"
 POWERMETRICS_INTERVAL_MS = 100
+POWERMETRICS_FIRST_SAMPLE_TIMEOUT_S = 10.0  # sudo, start-up and the first interval
 POWERMETRICS_CMD = ["sudo", "-n", "powermetrics", "--samplers", "cpu_power,gpu_power",
                     "-i", str(POWERMETRICS_INTERVAL_MS), "-f", "plist"]
 ZEUS_PARTS = ("cpu_total_mj", "gpu_mj", "ane_mj", "dram_mj")
@@ -196,6 +197,24 @@ class AppleMeter(Meter):
         self._reader = threading.Thread(target=self._read_stream, daemon=True,
                                         name="powermetrics-reader")
         self._reader.start()
+        self._t0 = self._first_sample_end(POWERMETRICS_FIRST_SAMPLE_TIMEOUT_S)
+
+    def _first_sample_end(self, timeout_s: float) -> float:
+        """Wait for powermetrics' first sample; the window opens when it arrives, where
+        the samples' continuous coverage begins. Opening it at the process's start would
+        count the start-up (sudo, its first interval), which no sample covers, as time
+        without energy: energy and average power understated."""
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            with self._lock:
+                if self._samples:
+                    return self._samples[0].t_end
+            if self._proc is not None and self._proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        self._stop_process()
+        why = "; ".join(self._errors[-1:]) or f"none within {timeout_s:g} s"
+        raise PowerError(f"powermetrics gave no first sample ({why})")
 
     def _zeus_energy_j(self, metrics: Any) -> float:
         return sum(float(getattr(metrics, p, 0) or 0) for p in ZEUS_PARTS) / 1000.0
