@@ -25,7 +25,7 @@ an API, or say why there is none. A month is 30 days; volumes are input + output
 Rows that cannot be priced as capacity are refused: interrupted (status=partial), any
 failed request, a busy machine (noisy=1), fewer requests in flight than the label says
 (capacity_ok=0, or achieved concurrency below 90%). Of the rest, each scenario contributes
-its row at --concurrency N, else the fastest row whose p99 TTFT and TPOT meet the SLOs
+its row at --concurrency N, else the fastest row whose p90 TTFT and TPOT meet the SLOs
 (--slo-ttft-ms/--slo-tpot-ms, else the row's own slo_ttft_ms/slo_tpot_ms), else the knee
 of its sweep (knee=1), else its fastest row; the output says which and why. Machines are priced by
 --hardware NAME, --hardware-price USD or --rent-usd-per-hour X; without those, by the
@@ -80,10 +80,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--concurrency", default=None, metavar="N",
                    help="use the rows at this concurrency")
     g.add_argument("--slo-ttft-ms", default=None, metavar="X",
-                   help="use the fastest row whose TTFT p99 is within X ms (default: the "
+                   help="use the fastest row whose TTFT p90 is within X ms (default: the "
                         "SLO each row was measured with)")
     g.add_argument("--slo-tpot-ms", default=None, metavar="X",
-                   help="use the fastest row whose TPOT p99 is within X ms")
+                   help="use the fastest row whose TPOT p90 is within X ms (default: the "
+                        "SLO each row was measured with)")
     g.add_argument("--scenario", default=None, metavar="NAME", help="only this scenario")
     g = p.add_argument_group("output")
     g.add_argument("--format", default="table", metavar="table|json|md",

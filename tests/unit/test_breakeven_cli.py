@@ -27,7 +27,7 @@ def result_row(**values: Any) -> dict[str, Any]:
                input_tokens=2000, output_tokens=1000, duration_s=10.0,
                output_throughput_tok_s=100.0 / 3, total_throughput_tok_s=100.0,
                avg_power_w=300.0, idle_power_w=100.0, power_method="measured",
-               ttft_ms_p99=100.0, tpot_ms_p99=20.0)
+               ttft_ms_p90=100.0, tpot_ms_p90=20.0)
     row.update(values)
     return row
 
@@ -41,12 +41,12 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
 def sweep(tmp_path) -> Path:
     """A concurrency sweep: faster at higher load, slower per request."""
     return write_csv(tmp_path / "run_default.csv", [
-        result_row(concurrency=1, total_throughput_tok_s=100.0, ttft_ms_p99=100.0,
-                   tpot_ms_p99=20.0),
-        result_row(concurrency=4, total_throughput_tok_s=250.0, ttft_ms_p99=300.0,
-                   tpot_ms_p99=45.0),
-        result_row(concurrency=8, total_throughput_tok_s=300.0, ttft_ms_p99=900.0,
-                   tpot_ms_p99=80.0),
+        result_row(concurrency=1, total_throughput_tok_s=100.0, ttft_ms_p90=100.0,
+                   tpot_ms_p90=20.0),
+        result_row(concurrency=4, total_throughput_tok_s=250.0, ttft_ms_p90=300.0,
+                   tpot_ms_p90=45.0),
+        result_row(concurrency=8, total_throughput_tok_s=300.0, ttft_ms_p90=900.0,
+                   tpot_ms_p90=80.0),
     ])
 
 
@@ -96,7 +96,7 @@ def test_default_row_is_the_fastest_and_slos_pick_the_fastest_within_them(capsys
 def test_no_row_meeting_the_slos_exits_1(capsys, sweep):
     rc = main(["breakeven", str(sweep), "--hardware-price", "2000", "--slo-ttft-ms", "10"])
     assert rc == 1
-    assert "no result row meets TTFT p99 <= 10 ms" in capsys.readouterr().err
+    assert "no result row meets TTFT p90 <= 10 ms" in capsys.readouterr().err
 
 
 def test_rented_volumes_and_table_output(capsys, sweep):

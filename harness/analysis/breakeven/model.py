@@ -313,6 +313,10 @@ def measured_from_row(row: dict[str, Any], selection: str = "",
 
 _GROUP = ["machine_id", "model", "quant", "weights", "backend", "workload", "scenario",
           "load_mode"]
+# The percentile a row's TTFT and TPOT must keep within the SLO: the one the saturation
+# sweep (`--concurrency auto`) judges the knee by, so "the best row meeting the SLO" and
+# "the knee" are judged alike.
+SLO_PERCENTILE = 90
 # A closed-loop row that held fewer than this share of its labelled concurrency in flight
 # (time-weighted mean) did not measure the machine at that load: never priced.
 MIN_ACHIEVED_CONCURRENCY = 0.9
@@ -369,7 +373,7 @@ def refusal_reasons(row: dict[str, Any]) -> tuple[list[str], list[str]]:
 
 def _slo_check(row: dict[str, Any], slo_ttft_ms: float | None,
                slo_tpot_ms: float | None) -> tuple[bool | None, str]:
-    """Whether a row's p99 TTFT and TPOT are within the SLOs (the given ones, else the
+    """Whether a row's p90 TTFT and TPOT are within the SLOs (the given ones, else the
     row's own `slo_ttft_ms`/`slo_tpot_ms`): None when no SLO applies; and the text."""
     given = slo_ttft_ms is not None or slo_tpot_ms is not None
     limits = {"TTFT": slo_ttft_ms if given else as_float(row.get("slo_ttft_ms")),
@@ -378,11 +382,11 @@ def _slo_check(row: dict[str, Any], slo_ttft_ms: float | None,
     for name, limit in limits.items():
         if limit is None:
             continue
-        p99 = as_float(row.get(f"{name.lower()}_ms_p99"))
-        within = p99 is not None and p99 <= limit
+        value = as_float(row.get(f"{name.lower()}_ms_p{SLO_PERCENTILE}"))
+        within = value is not None and value <= limit
         ok &= within
-        shown = "-" if p99 is None else f"{p99:.4g}"
-        parts.append(f"{name} p99 {shown} {'<=' if within else '>'} {limit:g} ms")
+        shown = "-" if value is None else f"{value:.4g}"
+        parts.append(f"{name} p{SLO_PERCENTILE} {shown} {'<=' if within else '>'} {limit:g} ms")
     if not parts:
         return None, ""
     return ok, ", ".join(parts)
@@ -395,7 +399,7 @@ def _fastest(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def choose_row(rows: list[dict[str, Any]], slo_ttft_ms: float | None = None,
                slo_tpot_ms: float | None = None) -> tuple[dict[str, Any], str, str]:
     """The row of one scenario's usable rows to price, the rule that chose it and why:
-    the fastest row meeting the SLOs (p99 TTFT and TPOT: the SLOs given, else each row's
+    the fastest row meeting the SLOs (p90 TTFT and TPOT: the SLOs given, else each row's
     own), else the knee row of the sweep (`knee=1`), else the fastest row."""
     checked = [(r, *_slo_check(r, slo_ttft_ms, slo_tpot_ms)) for r in rows]
     meeting = [(r, text) for r, ok, text in checked if ok]
@@ -511,7 +515,7 @@ def select_measurements(frame: Any, concurrency: int | None = None,
         chosen.append(measured_from_row(best, rule, f"{_row_label(best)}: {why}"))
     if missed:
         limits = " and ".join(
-            f"{name} p99 <= {limit:g} ms"
+            f"{name} p{SLO_PERCENTILE} <= {limit:g} ms"
             for name, limit in (("TTFT", slo_ttft_ms), ("TPOT", slo_tpot_ms))
             if limit is not None)
         if not chosen:
