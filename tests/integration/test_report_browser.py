@@ -35,8 +35,9 @@ return Array.from(document.querySelectorAll('figure.chart')).map(fig => {
   const shapes = marks.length ? marks : svg.querySelectorAll('path, rect, circle, polyline');
   let drawn = 0;
   shapes.forEach(el => { const b = el.getBBox(); if (b.width > 0 || b.height > 0) drawn++; });
+  const tips = Array.from(marks).filter(m => m.querySelector(':scope > title')).length;
   return {kind: fig.dataset.kind, width: box.width, height: box.height, drawn: drawn,
-          marks: marks.length};
+          marks: marks.length, tips: tips};
 });
 """
 
@@ -74,7 +75,11 @@ def test_report_renders_every_chart_without_console_errors(tmp_path, browser, ca
     assert main(["report", str(results), "-o", str(page)]) == 0
     html = page.read_text(encoding="utf-8")
     expected = re.findall(r'<figure class="chart[^"]*" data-kind="([^"]+)"', html)
-    assert len(expected) >= 7  # 2 throughput, 4 latency, 1 energy (+ break-even)
+    # 2 scenarios: 2 throughput, 2 latency against throughput, 4 percentile charts,
+    # 2 energy against concurrency, and the break-even plot
+    assert sorted(set(expected)) == ["breakeven", "energy", "latency-throughput",
+                                     "latency-tpot_ms", "latency-ttft_ms", "throughput-closed"]
+    assert len(expected) == 11
 
     browser.get(page.resolve().as_uri())
     charts = browser.execute_script(CHART_PROBE)
@@ -83,7 +88,9 @@ def test_report_renders_every_chart_without_console_errors(tmp_path, browser, ca
         assert chart["width"] > 300 and chart["height"] > 150, chart
         assert chart["drawn"] > 0, chart
         if chart["kind"] != "breakeven":
+            assert chart["marks"] > 0, chart  # matplotlib marks found by their class
             assert chart["drawn"] == chart["marks"], chart  # every data mark has a size
+            assert chart["tips"] == chart["marks"], chart  # and a tooltip
 
     errors = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
     assert errors == []

@@ -1,20 +1,23 @@
-"""harness report: a self-contained page with every section; synthetic rows marked."""
+"""harness report: a self-contained page with every section; synthetic rows marked; the
+charts drawn by matplotlib and inlined as SVG (one mark with a tooltip per value)."""
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
 from harness.analysis.report import report
 from harness.analysis.report.charts import (
     BarGroup,
+    Panel,
     Series,
+    fmt_num,
     hbar_chart,
     line_chart,
-    log_ticks,
-    nice_ticks,
+    xy_chart,
 )
 from harness.cli.main import main
 from tests.result_factory import run_rows, write_csv
@@ -44,24 +47,43 @@ def _svgs(html: str) -> list[str]:
     return re.findall(r"<svg\b.*?</svg>", html, flags=re.DOTALL)
 
 
-def test_nice_and_log_ticks():
-    assert nice_ticks(9.3) == [0, 2, 4, 6, 8, 10]
-    assert nice_ticks(1234)[-1] >= 1234
-    assert log_ticks(30, 4000) == [20, 50, 100, 200, 500, 1000, 2000, 5000]
-    assert log_ticks(0.5, 2e5) == [0.1, 1, 10, 100, 1000, 10000, 1e5, 1e6]
+SVG = "{http://www.w3.org/2000/svg}"
 
 
-def test_charts_are_well_formed_svg_with_one_mark_per_value():
+def _marks(svg: str) -> list[ET.Element]:
+    return [e for e in ET.fromstring(svg).iter() if e.get("class") == "mark"]
+
+
+def test_charts_are_well_formed_svg_with_one_mark_and_tooltip_per_value():
     svg = line_chart("t", [Series("a", [(1, 10, 1), (4, 30, None)]),
-                           Series("b", [(1, 12, None)])], "x", "y")
-    root = ET.fromstring(svg)
-    marks = [e for e in root.iter() if e.get("class") == "mark"]
-    assert len(marks) == 3
+                           Series("b", [(1, 12, None), (2, float("nan"), None)])], "x", "y")
+    marks = _marks(svg)
+    assert len(marks) == 3  # the NaN point is not drawn
+    tips = sorted(m.find(f"{SVG}title").text for m in marks)
+    assert tips == ["a: x 1 → 10 ±1", "a: x 4 → 30", "b: x 1 → 12"]
     svg = hbar_chart("t", ["A c=1", "B c=1"], [BarGroup("p50", [1.0, 2.0]),
                                                BarGroup("p99", [3.0, None])], "ms")
-    root = ET.fromstring(svg)
-    assert len([e for e in root.iter() if e.get("class") == "mark"]) == 3
+    assert len(_marks(svg)) == 3
     assert "n/a" in svg
+    assert "<script" not in svg and "<?xml" not in svg and "<!DOCTYPE" not in svg
+
+
+def test_xy_chart_draws_both_panels_with_labelled_points():
+    series = [Series("A", [(100, 50, None), (180, 90, None)], labels=["c=1", "c=4"])]
+    svg = xy_chart("lat", [Panel("TTFT p99 (ms)", series), Panel("TPOT p99 (ms)", series)],
+                   "output tokens/s")
+    tips = [m.find(f"{SVG}title").text for m in _marks(svg)]
+    assert len(tips) == 4
+    assert "A c=4: output tokens/s 180, TTFT p99 (ms) 90" in tips
+    assert svg.count(">c=4<") == 2  # the label beside each panel's point
+
+
+def test_chart_ids_are_unique_within_a_page_and_references_stay_internal():
+    html = report.build_report(_rows())
+    ids = re.findall(r'\bid="([^"]+)"', html)
+    assert ids and len(ids) == len(set(ids))
+    refs = re.findall(r'url\(#([^)]+)\)', html) + re.findall(r'href="#([^"]+)"', html)
+    assert refs and set(refs) <= set(ids)
 
 
 def test_log_scale_chosen_when_values_span_more_than_30x():
@@ -80,11 +102,13 @@ def test_report_has_every_section_and_no_external_resources():
     assert "<script" not in html.lower()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "@import" not in html and not re.search(r"url\((?!#)", html)  # only #ids
-    # 2 scenarios: 2 throughput charts + 2x2 latency charts + 1 energy chart
+    # 2 scenarios: 2 throughput, 2 latency-vs-throughput, 2x2 percentile charts, and
+    # J per output token against concurrency for both scenarios of the run with energy
     kinds = re.findall(r'<figure class="chart[^"]*" data-kind="([^"]+)"', html)
     assert kinds.count("throughput-closed") == 2
+    assert kinds.count("latency-throughput") == 2
     assert kinds.count("latency-ttft_ms") == 2 and kinds.count("latency-tpot_ms") == 2
-    assert kinds.count("energy") == 1
+    assert kinds.count("energy") == 2
     for svg in _svgs(html):
         ET.fromstring(svg)  # each chart is well-formed XML
 
@@ -105,7 +129,7 @@ def test_synthetic_rows_are_marked_in_tables_and_charts():
     rows = html.split("<h2>All rows</h2>", 1)[1]
     assert rows.count('class="badge syn"') == 4  # its four rows
     thr = html.split("<h2>Throughput against concurrency</h2>", 1)[1].split("<h2>", 1)[0]
-    assert "[synthetic]" in thr and 'stroke-dasharray="6 4"' in thr
+    assert "[synthetic]" in thr and "stroke-dasharray" in thr  # dashed line
     energy = html.split("<h2>Energy per token</h2>", 1)[1].split("<h2>", 1)[0]
     assert "[synthetic]" in energy
 
@@ -158,3 +182,59 @@ def test_cli_writes_report_and_rejects_bad_input(tmp_path, capsys):
     assert len(err) == 1 and "holds no result CSV" in err[0]
     assert main(["report", str(tmp_path / "res"), "-o", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def _section(html: str, heading: str) -> str:
+    return html.split(f"<h2>{heading}</h2>", 1)[1].split("<h2>", 1)[0]
+
+
+def test_latency_against_throughput_has_one_line_per_run_across_the_sweep():
+    rows = run_rows("cpu", A) + run_rows("cpu", G, scale=0.8)
+    html = report.build_report(rows)
+    section = _section(html, "Latency against throughput")
+    decode = [f for f in section.split("<figure")[1:] if "decode: p99 latency" in f]
+    assert len(decode) == 1
+    tips = re.findall(r"<title>([^<]+)</title>", decode[0])
+    by_run = {r["concurrency"]: r for r in rows if r["scenario"] == "decode"
+              and r["run_id"] == A}
+    for conc, r in by_run.items():  # each level of run A: its throughput and both p99s
+        tps = fmt_num(r["output_throughput_tok_s"])
+        assert any(t.startswith("A · cpubox") and f"c={conc}:" in t and "output tokens/s" in t
+                   and tps in t and fmt_num(r["ttft_ms_p99"]) in t
+                   for t in tips), (conc, tips)
+        assert any(f"c={conc}:" in t and fmt_num(r["tpot_ms_p99"]) in t
+                   for t in tips)
+    assert len(tips) == 2 * 2 * 2  # 2 runs x 2 levels x (TTFT, TPOT)
+
+
+def test_energy_per_output_token_against_concurrency_where_measured():
+    html = report.build_report(_rows())
+    section = _section(html, "Energy per token")
+    tips = re.findall(r"<title>([^<]+)</title>", section)
+    gpu = [r for r in _rows() if r.get("j_per_output_token") is not None]
+    assert len(tips) == len(gpu) == 4  # the CPU run has no energy figure: no line
+    assert all("concurrency" in t and "measured via nvml" in t and "0.05" in t for t in tips)
+
+
+def test_without_matplotlib_the_report_says_so_and_keeps_its_tables(monkeypatch):
+    monkeypatch.setattr(report, "missing", lambda: "matplotlib is not installed (pip ...)")
+    html = report.build_report(_rows())
+    assert "Charts not drawn: matplotlib is not installed" in html
+    assert 'data-kind="throughput-closed"' not in html
+    assert "<h2>All rows</h2>" in html and html.count("<tr>") > 8
+
+
+def test_imported_rows_are_named_with_their_tool_and_notes():
+    from harness.results.files import load_frame
+
+    frame = load_frame([Path(__file__).resolve().parents[1] / "data" / "imports"
+                        / name for name in ("vllm-bench-serve-c1.json",
+                                            "vllm-bench-serve-c4.json", "guidellm.json")])
+    rows = [{k: (None if v != v else v) for k, v in r.items()}
+            for r in frame.drop(columns=["source_file"]).to_dict("records")]
+    html = report.build_report(rows)
+    assert "measured by vllm-bench-serve" in _section(html, "Machines")
+    assert "via guidellm" in _section(html, "Latency against throughput")
+    notes = html.split("notes of imported rows", 1)[1]
+    assert "ITL counts the gaps between streamed chunks" in notes
+    assert "not our TPOT" in notes

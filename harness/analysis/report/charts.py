@@ -1,20 +1,36 @@
-"""Small inline SVG charts (line and horizontal bar) for the HTML report; no dependencies.
+"""The report's charts, drawn with matplotlib and inlined as SVG (text stays text; no
+scripts, no fonts, nothing fetched): lines over a sweep, grouped horizontal bars, and
+latency against throughput. The break-even plot (`harness.analysis.breakeven.plot`) is
+inlined through the same `inline_svg`.
 
-Every data mark (point, bar) has class "mark" and a <title> tooltip, so a browser test can
-find each chart's marks and the reader can hover for exact values.
+Every data mark (a point or a bar) is an SVG group with class "mark" and a <title>
+tooltip holding its exact values, so a browser test finds each chart's marks and a reader
+hovers for the figures. Element ids are prefixed per chart (`inline_svg`), so charts in
+one page never share an id; only internal `url(#id)` references remain.
+
+matplotlib is imported when a chart is drawn (the `plot` and `test` extras install it);
+`missing()` says why charts cannot be drawn where it is absent.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
-from dataclasses import dataclass, field, replace
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from html import escape
+from typing import Any
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#8C6D1F",
            "#000000", "#7F7F7F", "#F0E442"]
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
-CHAR_W = 6.6  # rough width of one 12px character, for layout
+WIDTH_IN = 5.8  # figure width in inches (100 px each); the page scales it to its column
+LEGEND_CHARS = 72  # longer legend names are cut (the tooltips keep them whole)
+MARK = "mark"  # gid prefix of data marks
 
 
 def color(i: int) -> str:
@@ -22,15 +38,13 @@ def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def nice_ticks(hi: float, n: int = 5) -> list[float]:
-    """Round tick values from 0 to at least `hi` (about n of them)."""
-    if not hi or hi <= 0 or not math.isfinite(hi):
-        return [0.0, 1.0]
-    raw = hi / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    count = math.ceil(hi / step - 1e-9)
-    return [round(i * step, 10) for i in range(count + 1)]
+def missing() -> str | None:
+    """Why charts cannot be drawn here (matplotlib not installed), or None."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "matplotlib is not installed (pip install 'llm-harness[plot]')"
+    return None
 
 
 def fmt_num(v: float) -> str:
@@ -49,46 +63,6 @@ def fmt_num(v: float) -> str:
     return f"{v:.3g}"
 
 
-def _text(x: float, y: float, s: str, size: int = 12, anchor: str = "start",
-          weight: str = "normal", fill: str = "#222", extra: str = "") -> str:
-    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
-            f'font-weight="{weight}" fill="{fill}"{extra}>{escape(s)}</text>')
-
-
-def _svg(width: float, height: float, body: list[str], label: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
-            f'width="100%" style="max-width:{width:.0f}px" role="img" '
-            f'aria-label="{escape(label)}" font-family="{escape(FONT)}">'
-            + "".join(body) + "</svg>")
-
-
-def _truncate(s: str, chars: int) -> str:
-    return s if len(s) <= chars else s[: max(1, chars - 1)] + "…"
-
-
-@dataclass
-class Series:
-    """One line: (x, y, y_err) points; y_err may be None."""
-
-    name: str
-    points: list[tuple[float, float, float | None]]
-    color: str = ""
-    dashed: bool = False
-    marker_note: str = ""  # appended to tooltips (e.g. "synthetic weights")
-
-
-def log_ticks(lo: float, hi: float) -> list[float]:
-    """Ticks for a log axis covering [lo, hi]: 1-2-5 steps, or powers of ten when wide."""
-    e_lo, e_hi = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    steps = (1, 2, 5) if e_hi - e_lo <= 3 else (1,)
-    ticks = [m * 10.0 ** e for e in range(e_lo, e_hi + 1) for m in steps]
-    below = [t for t in ticks if t <= lo]
-    above = [t for t in ticks if t >= hi]
-    start = below[-1] if below else ticks[0]
-    end = above[0] if above else ticks[-1]
-    return [t for t in ticks if start <= t <= end]
-
-
 def wants_log(values: list[float], spread: float = 30.0) -> bool:
     """True when positive values span more than `spread` times: a linear axis would
     flatten the small ones to the floor."""
@@ -97,85 +71,24 @@ def wants_log(values: list[float], spread: float = 30.0) -> bool:
 
 
 def _plottable(v: object) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def line_chart(title: str, series: list[Series], x_label: str, y_label: str,
-               width: int = 560, plot_h: int = 240, log_y: bool | None = None) -> str:
-    """Lines over categorical x values (evenly spaced, sorted), error bars; y from zero,
-    or logarithmic when `log_y` (default: when the values span more than 30x)."""
-    series = [replace(s, points=[p for p in s.points if _plottable(p[0]) and _plottable(p[1])])
-              for s in series]  # a point with a missing coordinate is not drawn
-    xs = sorted({p[0] for s in series for p in s.points})
-    left, right, top = 64, 18, 34
-    legend_h = 18 * len(series) + 8
-    height = top + plot_h + 46 + legend_h
-    plot_w = width - left - right
-    ys = [p[1] for s in series for p in s.points]
-    if log_y is None:
-        log_y = wants_log(ys)
-    if log_y:
-        pos = [y for y in ys if y > 0] or [1.0]
-        ticks = log_ticks(min(pos) / 1.15, max(pos) * 1.15)
-        lo_l, hi_l = math.log10(ticks[0]), math.log10(ticks[-1])
-        y_label += " (log scale)"
-    else:
-        y_hi = max((p[1] + (p[2] or 0.0) for s in series for p in s.points), default=1.0)
-        ticks = nice_ticks(y_hi * 1.05)
-    y_max = ticks[-1] or 1.0
+def _cut(text: str, chars: int = LEGEND_CHARS) -> str:
+    return text if len(text) <= chars else text[: chars - 1] + "…"
 
-    def px(x: float) -> float:
-        if len(xs) == 1:
-            return left + plot_w / 2
-        return left + 24 + xs.index(x) * (plot_w - 48) / (len(xs) - 1)
 
-    def py(y: float) -> float:
-        if log_y:
-            y = max(y, ticks[0])
-            return top + plot_h - (math.log10(y) - lo_l) / ((hi_l - lo_l) or 1.0) * plot_h
-        return top + plot_h - y / y_max * plot_h
+@dataclass
+class Series:
+    """One line: (x, y, y_err) points, y_err may be None; `labels` name the points
+    (e.g. 'c=4') in tooltips and beside the marks of an xy chart."""
 
-    body = [_text(left, 20, title, 14, weight="600")]
-    for t in ticks:
-        y = py(t)
-        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" '
-                    f'stroke="#e3e3e3"/>')
-        body.append(_text(left - 6, y + 4, fmt_num(t), 11, "end", fill="#555"))
-    body.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{width - right}" '
-                f'y2="{top + plot_h}" stroke="#888"/>')
-    for x in xs:
-        body.append(_text(px(x), top + plot_h + 16, fmt_num(x), 11, "middle", fill="#555"))
-    body.append(_text(left + plot_w / 2, top + plot_h + 34, x_label, 12, "middle"))
-    body.append(_text(14, top + plot_h / 2, y_label, 12, "middle",
-                      extra=f' transform="rotate(-90 14 {top + plot_h / 2:.1f})"'))
-    for i, s in enumerate(series):
-        c = s.color or color(i)
-        pts = sorted(s.points, key=lambda p: (p[0], p[1]))  # y_err may be None
-        if len(pts) > 1:
-            path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _ in pts)
-            dash = ' stroke-dasharray="6 4"' if s.dashed else ""
-            body.append(f'<polyline points="{path}" fill="none" stroke="{c}" '
-                        f'stroke-width="2"{dash}/>')
-        for x, y, err in pts:
-            if err:
-                body.append(f'<line x1="{px(x):.1f}" y1="{py(y - err):.1f}" x2="{px(x):.1f}" '
-                            f'y2="{py(y + err):.1f}" stroke="{c}" stroke-width="1.5"/>')
-            tip = f"{s.name}: {x_label} {fmt_num(x)} → {fmt_num(y)}"
-            tip += f" ±{fmt_num(err)}" if err else ""
-            tip += f" ({s.marker_note})" if s.marker_note else ""
-            body.append(f'<circle class="mark" cx="{px(x):.1f}" cy="{py(y):.1f}" r="4.5" '
-                        f'fill="{c}" stroke="#fff" stroke-width="1"><title>{escape(tip)}'
-                        f'</title></circle>')
-    ly = top + plot_h + 52
-    max_chars = int((width - left - 30) / CHAR_W)
-    for i, s in enumerate(series):
-        c = s.color or color(i)
-        y = ly + 18 * i
-        dash = ' stroke-dasharray="6 4"' if s.dashed else ""
-        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + 22}" y2="{y:.1f}" '
-                    f'stroke="{c}" stroke-width="3"{dash}/>')
-        body.append(_text(left + 30, y + 4, _truncate(s.name, max_chars), 12))
-    return _svg(width, height, body, title)
+    name: str
+    points: list[tuple[float, float, float | None]]
+    color: str = ""
+    dashed: bool = False
+    marker_note: str = ""  # appended to tooltips (e.g. "synthetic weights")
+    labels: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -188,57 +101,217 @@ class BarGroup:
     notes: list[str] = field(default_factory=list)  # per category, for tooltips
 
 
-def hbar_chart(title: str, categories: list[str], groups: list[BarGroup], x_label: str,
-               width: int = 560) -> str:
-    """Horizontal grouped bars: one row block per category, one bar per group."""
-    longest = max((len(c) for c in categories), default=4)
-    label_w = min(230, max(60, int(longest * CHAR_W) + 12))
-    left, right = label_w, 56
-    top = 34 + (20 if len(groups) > 1 else 0)
-    bar_h, bar_gap, cat_gap = 13, 2, 12
-    block = len(groups) * (bar_h + bar_gap) - bar_gap
-    plot_h = len(categories) * (block + cat_gap) + cat_gap
-    height = top + plot_h + 44
-    plot_w = width - left - right
-    hi = max((v for g in groups for v in g.values if v is not None), default=1.0)
-    ticks = nice_ticks(hi * 1.02)
-    x_max = ticks[-1] or 1.0
+@dataclass
+class Panel:
+    """One set of axes of an xy chart: its y label and its series."""
 
-    def px(v: float) -> float:
-        return left + v / x_max * plot_w
+    y_label: str
+    series: list[Series]
 
-    body = [_text(8, 20, title, 14, weight="600")]
-    if len(groups) > 1:
-        x = left
-        for i, g in enumerate(groups):
-            c = g.color or color(i)
-            body.append(f'<rect x="{x}" y="30" width="12" height="12" fill="{c}"/>')
-            body.append(_text(x + 16, 40, g.name, 12))
-            x += 28 + len(g.name) * CHAR_W
-    for t in ticks:
-        x = px(t)
-        body.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" '
-                    f'stroke="#e3e3e3"/>')
-        body.append(_text(x, top + plot_h + 15, fmt_num(t), 11, "middle", fill="#555"))
-    body.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#888"/>')
-    body.append(_text(left + plot_w / 2, top + plot_h + 34, x_label, 12, "middle"))
-    max_chars = int((label_w - 12) / CHAR_W)
-    for ci, cat in enumerate(categories):
-        y0 = top + cat_gap + ci * (block + cat_gap)
-        label = _text(left - 6, y0 + block / 2 + 4, _truncate(cat, max_chars), 12, "end")
-        body.append(label if len(cat) <= max_chars
-                    else f"<g><title>{escape(cat)}</title>{label}</g>")
+
+# ------------------------------------------------------------------ SVG out
+
+
+def inline_svg(svg: str, label: str = "", tips: dict[str, str] | None = None,
+               prefix: str | None = None) -> str:
+    """A matplotlib SVG document made fit to inline in HTML: no XML declaration, DOCTYPE,
+    metadata or comments; scalable to its column; every id prefixed (and the internal
+    references to it), so charts in one page never collide; groups whose id is a key of
+    `tips` get class "mark" and a <title> tooltip."""
+    svg = re.sub(r"<\?xml[^>]*\?>", "", svg)
+    svg = re.sub(r"<!DOCTYPE[^>]*>", "", svg, flags=re.DOTALL)
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.DOTALL)
+    svg = re.sub(r"<!--.*?-->", "", svg, flags=re.DOTALL)
+    p = prefix or "c" + hashlib.sha1(svg.encode()).hexdigest()[:8] + "-"
+    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{p}{m[1]}"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{p}{m[1]})", svg)
+    svg = re.sub(r'((?:xlink:)?href)="#([^"]+)"', lambda m: f'{m[1]}="#{p}{m[2]}"', svg)
+    for gid, tip in (tips or {}).items():
+        svg = svg.replace(f'<g id="{p}{gid}">',
+                          f'<g id="{p}{gid}" class="mark"><title>{escape(tip)}</title>', 1)
+    svg = re.sub(r"font-family: [^;\"]+", f"font-family: {FONT}".replace('"', "'"), svg)
+    aria = f' role="img" aria-label="{escape(label)}"' if label else ""
+    svg = re.sub(r'<svg\b([^>]*?)\swidth="[^"]*"\s+height="[^"]*"',
+                 r'<svg\1 width="100%"', svg.strip(), count=1)
+    return re.sub(r"<svg\b", f'<svg style="max-width:100%;height:auto"{aria}', svg, count=1)
+
+
+def _log_axis(axis: Any) -> None:
+    """Log ticks at 1-2-5 steps written as plain numbers (500, not 5x10^2)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: fmt_num(v)))
+    axis.set_minor_formatter(NullFormatter())
+
+
+@contextmanager
+def _figure(height_in: float, panels: int = 1) -> Iterator[tuple[Any, list[Any]]]:
+    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "llm-harness",
+                                "font.size": 9, "axes.titlesize": 10,
+                                "axes.titleweight": "bold", "axes.titlelocation": "left",
+                                "axes.spines.top": False, "axes.spines.right": False,
+                                "axes.grid": True, "grid.color": "#e3e3e3",
+                                "axes.axisbelow": True}):
+        fig = Figure(figsize=(WIDTH_IN * panels, height_in), dpi=100)
+        axes = fig.subplots(1, panels, squeeze=False)[0].tolist()
+        yield fig, axes
+
+
+def _svg(fig: Any, title: str, tips: dict[str, str]) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.08)
+    return inline_svg(buf.getvalue(), title, tips)
+
+
+def _legend(ax: Any, series: list[Series], below: float = -0.2) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=s.color or color(i), linewidth=2.5,
+                      linestyle="--" if s.dashed else "-", marker="o", markersize=5)
+               for i, s in enumerate(series)]
+    ax.legend(handles, [_cut(s.name) for s in series], loc="upper left",
+              bbox_to_anchor=(0.0, below), frameon=False, fontsize=8, borderaxespad=0)
+
+
+def _mark(ax: Any, x: float, y: float, c: str, gid: str) -> None:
+    ax.plot([x], [y], marker="o", markersize=6, color=c, markeredgecolor="white",
+            markeredgewidth=0.8, linestyle="none", gid=gid, clip_on=False, zorder=3)
+
+
+# ------------------------------------------------------------------ charts
+
+
+def line_chart(title: str, series: list[Series], x_label: str, y_label: str,
+               log_y: bool | None = None) -> str:
+    """Lines over categorical x values (evenly spaced, sorted: a sweep's levels), with
+    ±error bars; y from zero, or logarithmic when `log_y` (default: when the values span
+    more than 30x). A point with a missing coordinate is not drawn."""
+    series = [Series(s.name, [p for p in s.points if _plottable(p[0]) and _plottable(p[1])],
+                     s.color, s.dashed, s.marker_note, s.labels) for s in series]
+    xs = sorted({p[0] for s in series for p in s.points})
+    pos = {x: i for i, x in enumerate(xs)}
+    ys = [p[1] for s in series for p in s.points]
+    log_y = wants_log(ys) if log_y is None else log_y
+    tips: dict[str, str] = {}
+    with _figure(2.9 + 0.2 * len(series)) as (fig, (ax,)):
+        for i, s in enumerate(series):
+            c = s.color or color(i)
+            pts = sorted(s.points, key=lambda p: (p[0], p[1]))
+            if len(pts) > 1:
+                ax.plot([pos[x] for x, _, _ in pts], [y for _, y, _ in pts], color=c,
+                        linewidth=2, linestyle="--" if s.dashed else "-", zorder=2)
+            for x, y, err in pts:
+                if err:
+                    ax.vlines(pos[x], y - err, y + err, color=c, linewidth=1.5, zorder=2)
+                gid = f"{MARK}{len(tips)}"
+                _mark(ax, pos[x], y, c, gid)
+                tip = f"{s.name}: {x_label} {fmt_num(x)} → {fmt_num(y)}"
+                tip += f" ±{fmt_num(err)}" if err else ""
+                tips[gid] = tip + (f" ({s.marker_note})" if s.marker_note else "")
+        ax.set_xticks(range(len(xs)), [fmt_num(x) for x in xs])
+        ax.set_xlim(-0.5, max(len(xs) - 0.5, 0.5))
+        if log_y:
+            ax.set_yscale("log")
+            _log_axis(ax.yaxis)
+            y_label += " (log scale)"
+        else:
+            ax.set_ylim(bottom=0)
+        ax.set_title(title)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        _legend(ax, series)
+        return _svg(fig, title, tips)
+
+
+def xy_chart(title: str, panels: list[Panel], x_label: str) -> str:
+    """Side-by-side panels sharing a legend: each series a line through its points in the
+    order given (e.g. rising concurrency), x and y continuous; a log y axis per panel
+    where its values span more than 30x. Point labels are written beside the marks."""
+    tips: dict[str, str] = {}
+    xs = [p[0] for panel in panels for s in panel.series for p in s.points if _plottable(p[0])]
+    log_x = wants_log(xs)
+    with _figure(3.0 + 0.2 * len(panels[0].series), len(panels)) as (fig, axes):
+        for ax, panel in zip(axes, panels):
+            ys = []
+            for i, s in enumerate(panel.series):
+                c = s.color or color(i)
+                pts = [(p, lab) for p, lab in zip(s.points, s.labels or [""] * len(s.points))
+                       if _plottable(p[0]) and _plottable(p[1])]
+                if len(pts) > 1:
+                    ax.plot([p[0] for p, _ in pts], [p[1] for p, _ in pts], color=c,
+                            linewidth=2, linestyle="--" if s.dashed else "-", zorder=2)
+                for (x, y, _), lab in pts:
+                    gid = f"{MARK}{len(tips)}"
+                    _mark(ax, x, y, c, gid)
+                    if lab:
+                        ax.annotate(lab, (x, y), textcoords="offset points", xytext=(4, 4),
+                                    fontsize=7, color=c)
+                    tips[gid] = (f"{s.name} {lab}: {x_label} {fmt_num(x)}, "
+                                 f"{panel.y_label} {fmt_num(y)}"
+                                 + (f" ({s.marker_note})" if s.marker_note else ""))
+                    ys.append(y)
+            label = panel.y_label
+            ax.margins(x=0.08, y=0.15)  # room for the point labels
+            if wants_log(ys):
+                ax.set_yscale("log")
+                _log_axis(ax.yaxis)
+                label += " (log)"
+            else:
+                ax.set_ylim(bottom=0)
+            if log_x:
+                ax.set_xscale("log")
+                _log_axis(ax.xaxis)
+            else:
+                ax.set_xlim(left=0)
+            ax.set_xlabel(x_label + (" (log)" if log_x else ""))
+            ax.set_ylabel(label)
+        axes[0].set_title(title)
+        _legend(axes[0], panels[0].series, below=-0.22)
+        fig.subplots_adjust(wspace=0.35)
+        return _svg(fig, title, tips)
+
+
+def hbar_chart(title: str, categories: list[str], groups: list[BarGroup], x_label: str) -> str:
+    """Horizontal grouped bars: one block per category, one bar per group, the value
+    written at each bar's end; 'n/a' where a value is missing."""
+    n, k = len(categories), max(len(groups), 1)
+    tips: dict[str, str] = {}
+    with _figure(1.0 + 0.17 * n * k + 0.1 * n) as (fig, (ax,)):
+        height = 0.8 / k
+        hi = max((v for g in groups for v in g.values if _plottable(v)), default=1.0)
         for gi, g in enumerate(groups):
-            v = g.values[ci]
-            y = y0 + gi * (bar_h + bar_gap)
-            if v is None:
-                body.append(_text(left + 4, y + bar_h - 2, "n/a", 10, fill="#888"))
-                continue
             c = g.color or color(gi)
-            w = max(1.0, px(v) - left)
-            note = g.notes[ci] if ci < len(g.notes) and g.notes[ci] else ""
-            tip = f"{cat} · {g.name}: {fmt_num(v)}" + (f" ({note})" if note else "")
-            body.append(f'<rect class="mark" x="{left}" y="{y:.1f}" width="{w:.1f}" '
-                        f'height="{bar_h}" fill="{c}"><title>{escape(tip)}</title></rect>')
-            body.append(_text(left + w + 4, y + bar_h - 2, fmt_num(v), 10, fill="#333"))
-    return _svg(width, height, body, title)
+            for ci, cat in enumerate(categories):
+                v = g.values[ci] if ci < len(g.values) else None
+                y = ci + (gi - (k - 1) / 2) * height
+                if not _plottable(v):
+                    ax.text(0, y, " n/a", va="center", fontsize=7, color="#888")
+                    continue
+                gid = f"{MARK}{len(tips)}"
+                bar = ax.barh([y], [v], height=height * 0.92, color=c)
+                bar.patches[0].set_gid(gid)
+                ax.text(v + hi * 0.01, y, fmt_num(v), va="center", fontsize=7, color="#333")
+                note = g.notes[ci] if ci < len(g.notes) and g.notes[ci] else ""
+                tips[gid] = f"{cat} · {g.name}: {fmt_num(v)}" + (f" ({note})" if note else "")
+        ax.set_yticks(range(n), [_cut(c, 40) for c in categories])
+        ax.invert_yaxis()
+        ax.set_xlim(0, hi * 1.12 or 1.0)
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel(x_label)
+        ax.set_title(title, pad=18 if len(groups) > 1 else 6)
+        if len(groups) > 1:  # between the title and the bars
+            from matplotlib.patches import Patch
+
+            handles = [Patch(color=g.color or color(gi)) for gi, g in enumerate(groups)]
+            ax.legend(handles, [g.name for g in groups], loc="lower left",
+                      bbox_to_anchor=(0.0, 1.0), ncol=len(groups), frameon=False, fontsize=8,
+                      borderaxespad=0.1)
+        return _svg(fig, title, tips)
+
+
+__all__ = ["BarGroup", "PALETTE", "Panel", "Series", "color", "fmt_num", "hbar_chart",
+           "inline_svg", "line_chart", "missing", "wants_log", "xy_chart"]

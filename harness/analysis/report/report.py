@@ -1,9 +1,12 @@
 """The HTML report: one self-contained file (inline CSS and SVG, no scripts, no fonts, no
-network) with the machines, throughput against concurrency, latency percentiles, energy
-per token, the break-even plot and a comparison against the first run.
+network) with the machines, throughput against concurrency, latency percentiles, latency
+against throughput across each concurrency sweep, energy per output token, the break-even
+plot and a comparison against the first run.
 
-`build_report(rows)` is pure apart from the break-even plot, which `harness.analysis.breakeven.model`
-draws (imported lazily; the report says so when it is not available).
+`build_report(rows)` is pure: every chart is drawn with matplotlib
+(`harness.analysis.report.charts`, the break-even plot `harness.analysis.breakeven.plot`)
+and inlined as SVG; where matplotlib is absent the report says so and keeps its tables.
+Rows imported from other tools (`source_tool`) are named with the tool that measured them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ from harness.analysis.breakeven.model import Assumptions, analyse, select_measur
 from harness.analysis.breakeven.plot import cost_plot_svg
 from harness.analysis.breakeven.text import format_text
 from harness.analysis.prices import load_catalog
-from harness.analysis.report.charts import BarGroup, Series, color, hbar_chart, line_chart
+from harness.analysis.report.charts import (
+    BarGroup,
+    Panel,
+    Series,
+    color,
+    hbar_chart,
+    inline_svg,
+    line_chart,
+    missing,
+    xy_chart,
+)
 
 PERCENTILE_COLORS = {"p50": "#0072B2", "p90": "#E69F00", "p99": "#D55E00"}
 
@@ -50,6 +63,8 @@ class Run:
         hw = (f"{r.get('gpu_count') or 1}x {r['gpu_name']}" if r.get("gpu_name")
               else short_cpu(r.get("cpu_model")))
         text = f"{self.label} · {r.get('hostname') or r.get('machine_id') or '?'} ({hw})"
+        if r.get("source_tool"):
+            text += f" via {r['source_tool']}"
         if with_model:
             text += f" · {cmp.model_label(r)}"
         elif self.synthetic:
@@ -168,27 +183,77 @@ def latency_charts(runs: list[Run]) -> list[str]:
     return out
 
 
-def energy_chart(runs: list[Run]) -> str | None:
-    """Joules per output token for every row that has an energy figure."""
-    cats, values, notes = [], [], []
-    for run in runs:
-        for r in run.rows:
-            j = _num(r.get("j_per_output_token"))
-            if j is None:
-                continue
-            method = str(r.get("power_method") or "")
-            est = " (est.)" if method == "estimated" else ""
-            cats.append(f"{run.label} {r.get('scenario')} {cmp.load_label(r)}{est}"
-                        + (" [synthetic]" if cmp.is_synthetic(r) else ""))
-            values.append(j)
-            notes.append(f"{method or '?'} via {r.get('power_source') or '?'}")
-    if not values:
-        return None
-    return _figure(hbar_chart("Energy per output token", cats,
-                              [BarGroup("J per output token", values, "#009E73", notes)],
-                              "joules per output token (lower is better)"),
-                   "energy", "from the hardware energy counter over the measured window; "
-                             "(est.) = estimated, not measured")
+def latency_throughput_charts(runs: list[Run], with_model: bool) -> list[str]:
+    """TTFT p99 and TPOT p99 against aggregate output throughput across each closed-loop
+    concurrency sweep: one line per run (machine and engine), points in rising
+    concurrency, labelled c=N. Where the line bends up, more concurrency buys latency,
+    not throughput."""
+    out = []
+    for workload, scenario in _scenarios(runs, "closed"):
+        panels = [Panel("TTFT p99 (ms)", []), Panel("TPOT p99 (ms)", [])]
+        for run in runs:
+            rows = sorted((r for r in _rows_of(run, workload, scenario, "closed")
+                           if _num(r.get("output_throughput_tok_s")) is not None),
+                          key=lambda r: _num(r.get("concurrency")) or 0)
+            synthetic = any(cmp.is_synthetic(r) for r in rows)
+            name = run.name(with_model)
+            if synthetic and "[synthetic]" not in name:
+                name += " [synthetic]"
+            for panel, col in zip(panels, ("ttft_ms_p99", "tpot_ms_p99")):
+                pts = [(r, _num(r.get(col))) for r in rows]
+                pts = [(r, y) for r, y in pts if y is not None]
+                if pts:
+                    panel.series.append(Series(
+                        name, [(_num(r["output_throughput_tok_s"]) or 0.0, y, None)
+                               for r, y in pts], run.color, dashed=synthetic,
+                        marker_note="synthetic weights" if synthetic else "",
+                        labels=[cmp.load_label(r) for r, _ in pts]))
+        panels = [p for p in panels if p.series]
+        if not panels:
+            continue
+        if len(panels) == 2 and [s.name for s in panels[0].series] != \
+                [s.name for s in panels[1].series]:
+            panels = panels[:1]  # one legend for both panels needs the same runs in each
+        out.append(_figure(xy_chart(f"{workload}/{scenario}: p99 latency vs output tok/s",
+                                    panels, "output tokens/s (all streams)"),
+                           "latency-throughput wide",
+                           "each point one concurrency level (c=N), rising along the line; "
+                           "up and to the left is worse"))
+    return out
+
+
+def energy_charts(runs: list[Run], with_model: bool) -> list[str]:
+    """Joules per output token against concurrency (closed loop) or offered rate (open
+    loop), per scenario, for the rows that have an energy figure."""
+    out = []
+    for mode, x_col, x_label in (("closed", "concurrency", "concurrency (requests in flight)"),
+                                 ("open", "request_rate_rps", "offered rate (requests/s)")):
+        for workload, scenario in _scenarios(runs, mode):
+            series = []
+            for run in runs:
+                pts, methods = [], set()
+                for r in _rows_of(run, workload, scenario, mode):
+                    x, j = _num(r.get(x_col)), _num(r.get("j_per_output_token"))
+                    if x is not None and j is not None:
+                        pts.append((x, j, None))
+                        methods.add(f"{r.get('power_method') or '?'} via "
+                                    f"{r.get('power_source') or '?'}")
+                if not pts:
+                    continue
+                estimated = any("estimated" in m for m in methods)
+                synthetic = any(cmp.is_synthetic(r) for r in run.rows)
+                name = run.name(with_model) + (" (est.)" if estimated else "")
+                if synthetic and "[synthetic]" not in name:
+                    name += " [synthetic]"
+                series.append(Series(name, pts, run.color, dashed=synthetic,
+                                     marker_note=", ".join(sorted(methods))))
+            if series:
+                out.append(_figure(line_chart(f"{workload}/{scenario}: J per output token",
+                                              series, x_label, "joules per output token"),
+                                   "energy", "from the hardware energy counter over the "
+                                   "measured window, lower is better; (est.) = estimated, "
+                                   "not measured"))
+    return out
 
 
 def breakeven_section(rows: list[dict[str, Any]]) -> tuple[str | None, str | None, str]:
@@ -211,16 +276,7 @@ def breakeven_section(rows: list[dict[str, Any]]) -> tuple[str | None, str | Non
         svg = cost_plot_svg(result)
     except Exception as exc:  # noqa: BLE001 - e.g. matplotlib missing
         return None, text, f"break-even plot not drawn: {exc}"
-    return _inline_svg(svg), text, ""
-
-
-def _inline_svg(svg: str) -> str:
-    """An SVG document made fit to inline in HTML: no XML declaration or DOCTYPE, scalable."""
-    svg = re.sub(r"<\?xml[^>]*\?>", "", svg)
-    svg = re.sub(r"<!DOCTYPE[^>]*>", "", svg, flags=re.DOTALL)
-    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.DOTALL)
-    svg = svg.strip()
-    return re.sub(r"<svg\b", '<svg style="max-width:100%;height:auto"', svg, count=1)
+    return inline_svg(svg, "break-even: monthly cost against monthly volume"), text, ""
 
 
 # ---------------------------------------------------------------- tables
@@ -257,6 +313,8 @@ def machines_table(runs: list[Run]) -> str:
         workloads = ", ".join(sorted({str(x.get("workload")) for x in run.rows}))
         started = min(str(x.get("started_at_utc") or "") for x in run.rows)
         power = escape(f"{r.get('power_method') or '?'} ({r.get('power_source') or '-'})")
+        if r.get("source_tool"):
+            engine += f"<br><small>measured by {escape(str(r['source_tool']))}</small>"
         body.append([
             f'<span class="swatch" style="background:{run.color}"></span><b>{run.label}</b>',
             escape(str(r.get("hostname") or r.get("machine_id") or "?"))
@@ -285,6 +343,9 @@ def results_table(runs: list[Run]) -> str:
                 flags.append('<span class="badge warn">partial</span>')
             if cmp.clean(r.get("errors")):
                 flags.append(f'<span class="badge warn">{r["errors"]} failed</span>')
+            if r.get("source_tool"):
+                flags.append(f'<span class="badge imp" title="{escape(str(r.get("notes") or ""))}'
+                             f'">{escape(str(r["source_tool"]))}</span>')
             req = cmp.clean(r.get("requests")) or 0
             err = cmp.clean(r.get("errors")) or 0
             std = _num(r.get("output_throughput_tok_s_std"))
@@ -299,6 +360,20 @@ def results_table(runs: list[Run]) -> str:
                 " ".join(flags),
             ])
     return _table(headers, body, "results num")
+
+
+def imported_notes(runs: list[Run]) -> str:
+    """The notes of imported rows, once per run and text: where the tool's definitions
+    differ from ours."""
+    items = []
+    for run in runs:
+        for note in dict.fromkeys(str(r.get("notes") or "") for r in run.rows
+                                  if r.get("source_tool")):
+            if note:
+                items.append(f"<li><b>{run.label}</b> ({escape(str(run.first['source_tool']))})"
+                             f": {escape(note)}</li>")
+    return (f'<details open><summary>notes of imported rows</summary><ul class="notes">'
+            f'{"".join(items)}</ul></details>' if items else "")
 
 
 def comparison_section(rows: list[dict[str, Any]]) -> str:
@@ -355,6 +430,7 @@ table.num td { white-space: nowrap; }
          white-space: nowrap; }
 .badge.syn { background: #ffe2c6; color: #8a3b00; border: 1px solid #f0a060; }
 .badge.warn { background: #fdecea; color: #8a1c10; }
+.badge.imp { background: #e7f0fa; color: #0b4f8a; }
 .bad { color: #b3261e; font-weight: 700; }
 .good { color: #137333; font-weight: 600; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr));
@@ -387,18 +463,33 @@ def build_report(rows: list[dict[str, Any]], title: str = "LLM inference report"
                      "model's shape and quantization, their output text is meaningless. They "
                      "are marked synthetic in every table and chart (dashed lines).</div>")
     parts.append("<h2>Machines</h2>" + machines_table(runs))
+    if any(r.get("source_tool") for r in rows):
+        tools = ", ".join(sorted({str(r["source_tool"]) for r in rows if r.get("source_tool")}))
+        parts.append(f'<p class="note">Some runs were measured by other tools ({escape(tools)}) '
+                     "and imported: their figures are the tools' own, and where a tool defines "
+                     "a figure differently the row's notes say how (table below).</p>")
+    no_charts = missing()
+    if no_charts:
+        parts.append(f'<div class="banner">Charts not drawn: {escape(no_charts)}. The tables '
+                     "below hold every figure.</div>")
     parts.append("<h2>Throughput against concurrency</h2>")
-    thr = throughput_charts(runs, with_model)
+    thr = [] if no_charts else throughput_charts(runs, with_model)
     parts.append(f'<div class="grid">{"".join(thr)}</div>' if thr else
-                 '<p class="note">No throughput figures in these results.</p>')
+                 '<p class="note">No throughput chart for these results.</p>')
+    parts.append("<h2>Latency against throughput</h2>")
+    lt = [] if no_charts else latency_throughput_charts(runs, with_model)
+    parts.append(f'<div class="grid">{"".join(lt)}</div>' if lt else
+                 '<p class="note">No closed-loop sweep with latency and throughput figures.</p>')
     parts.append("<h2>Latency percentiles</h2>")
-    lat = latency_charts(runs)
+    lat = [] if no_charts else latency_charts(runs)
     parts.append(f'<div class="grid">{"".join(lat)}</div>' if lat else
-                 '<p class="note">No latency figures in these results.</p>')
+                 '<p class="note">No latency chart for these results.</p>')
     parts.append("<h2>Energy per token</h2>")
-    energy = energy_chart(runs)
+    energy = [] if no_charts else energy_charts(runs, with_model)
     if energy:
-        parts.append(f'<div class="grid">{energy}</div>')
+        parts.append(f'<div class="grid">{"".join(energy)}</div>')
+    elif no_charts:
+        parts.append('<p class="note">See the J/out tok column of the table below.</p>')
     else:
         methods = sorted({str(r.get("power_method") or "none") for r in rows})
         parts.append('<p class="note">No energy figures: no row has a measured or estimated '
@@ -417,7 +508,7 @@ def build_report(rows: list[dict[str, Any]], title: str = "LLM inference report"
                      "</pre></details>")
     parts.append("<h2>Comparison</h2>" + (comparison_section(rows) if len(runs) > 1 else
                  '<p class="note">One run only: nothing to compare.</p>'))
-    parts.append("<h2>All rows</h2>" + results_table(runs))
+    parts.append("<h2>All rows</h2>" + results_table(runs) + imported_notes(runs))
     if sources:
         parts.append("<details><summary>result files</summary><ul>"
                      + "".join(f"<li><code>{escape(s)}</code></li>" for s in sources)

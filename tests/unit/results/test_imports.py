@@ -171,4 +171,4 @@ def test_breakeven_and_report_accept_imported_files(tmp_path, capsys):
     rows = load_frame([DATA]).to_dict("records")
     html = report.build_report([{k: (None if v != v else v) for k, v in r.items()}
                                 for r in rows])
-    assert "<h2>Machines</h2>" in html
+    assert "vllm-bench-serve" in html and "guidellm" in html and "llama-bench" in html
