@@ -1,7 +1,10 @@
 """Prometheus text exposition → numbers, and the server-side figures of one measured window.
 
-Pure functions: `parse_metrics(text)` reads a `/metrics` page into samples,
-`window_delta(before, after)` subtracts counters and histograms between two scrapes,
+Pure functions: `parse_metrics(text)` reads a `/metrics` page into samples (with
+`prometheus_client`'s parser where it is installed, as it is beside vLLM; else line by
+line; either way a line that cannot be read is named in the samples' `notes`, never
+dropped in silence), `window_delta(before, after)` subtracts counters and histograms
+between two scrapes,
 and `vllm_summary(delta, peaks)` turns a vLLM server's delta into result columns.
 Histogram means are Δsum / Δcount over the window, so requests served before the run
 (warmup, other clients) do not count.
@@ -13,31 +16,83 @@ import math
 import re
 from typing import Any
 
+try:  # the reference parser, installed with vLLM (and the test extra)
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:  # pragma: no cover - exercised by forcing the fallback in tests
+    text_string_to_metric_families = None
+
 # name{label="v",...} value [timestamp]
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+\S+)?$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
-Samples = dict[str, list[tuple[dict[str, str], float]]]
+MAX_NOTED_LINES = 5  # skipped lines quoted in the notes; more are counted
 
 
-def parse_metrics(text: str) -> Samples:
-    """Every sample of a Prometheus text page: name → [(labels, value), ...]."""
-    samples: Samples = {}
-    for raw in text.splitlines():
+class Samples(dict[str, list[tuple[dict[str, str], float]]]):
+    """name → [(labels, value), ...] of one scrape; `notes` says how the page was read
+    when it was not read whole (lines skipped, the parser that gave up)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.notes: list[str] = []
+
+
+def _parse_with_client(text: str) -> Samples:
+    samples = Samples()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((dict(sample.labels),
+                                                        float(sample.value)))
+    return samples
+
+
+def _parse_lines(text: str) -> Samples:
+    """The fallback parser: one sample a line; a line it cannot read is noted."""
+    samples = Samples()
+    skipped: list[str] = []
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         m = _LINE.match(line)
-        if not m:
+        value = None
+        if m:
+            try:
+                value = float(m.group(3))
+            except ValueError:
+                value = None
+        if m is None or value is None:
+            skipped.append(f"line {number}: {line[:80]!r}")
             continue
-        name, labels_text, value_text = m.groups()
-        try:
-            value = float(value_text)
-        except ValueError:
-            continue
-        labels = dict(_LABEL.findall(labels_text or ""))
-        samples.setdefault(name, []).append((labels, value))
+        labels = dict(_LABEL.findall(m.group(2) or ""))
+        samples.setdefault(m.group(1), []).append((labels, value))
+    if skipped:
+        more = len(skipped) - MAX_NOTED_LINES
+        samples.notes.append(f"metrics page: skipped {len(skipped)} line(s) that are not "
+                             "samples: " + "; ".join(skipped[:MAX_NOTED_LINES])
+                             + (f"; and {more} more" if more > 0 else ""))
     return samples
+
+
+def parse_metrics(text: str) -> Samples:
+    """Every sample of a Prometheus text page: name → [(labels, value), ...], read by
+    prometheus_client's parser where installed; where it is absent, or where it refuses
+    the page (it stops at the first bad line), line by line, skipping the lines that are
+    not samples and naming them in the result's `notes`."""
+    if text_string_to_metric_families is not None:
+        try:
+            return _parse_with_client(text)
+        except ValueError as exc:
+            samples = _parse_lines(text)
+            samples.notes.insert(0, f"prometheus_client could not parse the metrics page "
+                                    f"({exc}); read it line by line")
+            return samples
+    return _parse_lines(text)
+
+
+def parse_notes(*scrapes: Any) -> list[str]:
+    """The notes of scrapes parsed by `parse_metrics` (none for other sample dicts)."""
+    return list(dict.fromkeys(n for s in scrapes for n in getattr(s, "notes", [])))
 
 
 def total(samples: Samples, name: str, **match: str) -> float | None:
@@ -182,4 +237,7 @@ def vllm_details(before: Samples, after: Samples) -> dict[str, Any]:
     out["histograms"] = hists
     out["gauges_end"] = {n: total(after, n) for n in (*VLLM_KV_USAGE, *VLLM_RUNNING,
                                                       *VLLM_WAITING) if n in after}
+    notes = parse_notes(before, after)
+    if notes:
+        out["parse_notes"] = notes
     return out
