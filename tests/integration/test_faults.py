@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.faultserver import FAULTS, ThreadedFaultServer
-from tests.reliability_support import (
+from tests.support.reliability import (
     bench_argv,
     clean_env,
     csv_rows,

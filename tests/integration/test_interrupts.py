@@ -16,7 +16,7 @@ import pytest
 
 from harness.results.files import read_rows
 from tests.faultserver import ThreadedFaultServer
-from tests.reliability_support import (
+from tests.support.reliability import (
     ROOT,
     bench_argv,
     csv_rows,

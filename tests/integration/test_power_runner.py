@@ -15,7 +15,7 @@ import pytest
 
 from harness.power import open_session
 from harness.power.session import PowerSession
-from tests.fake_power import RaplWriter, make_rapl_tree
+from tests.support.fake_power import RaplWriter, make_rapl_tree
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

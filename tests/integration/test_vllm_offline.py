@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.vllm_support import (
+from tests.support.vllm_runs import (
     harness,
     require_vllm,
     result_files,

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.integration.vllm_support import (
+from tests.support.vllm_runs import (
     ROOT,
     VLLM_ENV,
     batching_model,

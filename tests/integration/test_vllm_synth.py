@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.vllm_support import harness, require_vllm, result_files, write_workload
+from tests.support.vllm_runs import harness, require_vllm, result_files, write_workload
 
 pytestmark = pytest.mark.slow
 require_vllm()

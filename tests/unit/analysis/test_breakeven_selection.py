@@ -24,7 +24,7 @@ from harness.analysis.breakeven.model import (
 )
 from harness.cli.main import main
 from harness.errors import CheckFailed, UserError
-from tests.result_factory import row, write_csv
+from tests.support.result_factory import row, write_csv
 
 
 def sweep(**per_c: dict[str, Any]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from harness.analysis.stats import welch_t_test
 from harness.cli.main import main
 from harness.metrics import RequestRecord, scenario_summary
 from harness.results.files import load_frame, read_request_records, rows_to_csv
-from tests.result_factory import row
+from tests.support.result_factory import row
 
 MS = 1_000_000
 

@@ -13,7 +13,7 @@ import pytest
 
 from harness.power.apple import AppleMeter
 from harness.power.base import PowerError
-from tests.fake_power import FAKE_POWERMETRICS
+from tests.support.fake_power import FAKE_POWERMETRICS
 
 
 def meter_for(tmp_path: Path, *args: str) -> AppleMeter:

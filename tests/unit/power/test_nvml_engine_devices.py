@@ -9,7 +9,7 @@ import pytest
 from harness.power.base import PowerError
 from harness.power.nvml import EngineDevices, NvmlMeter, cuda_visible_to_nvml
 from harness.power.session import PowerSession
-from tests.fake_power import FakeGpu, FakeNvml
+from tests.support.fake_power import FakeGpu, FakeNvml
 
 UUIDS = [f"GPU-{i}{i}{i}-aaaa" for i in range(8)]
 

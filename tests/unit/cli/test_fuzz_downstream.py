@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from harness.cli.main import main
 from harness.results.files import rows_to_csv
 from harness.results.schema import TYPES
-from tests.result_factory import row
+from tests.support.result_factory import row
 
 EXAMPLES = max(10, int(os.environ.get("HARNESS_FUZZ_EXAMPLES", "200")) // 5)
 NUMERIC = sorted(c for c, t in TYPES.items() if t in ("int", "float"))

@@ -13,7 +13,7 @@ from harness.power import meter_status, open_session
 from harness.power.base import ESTIMATED, MEASURED, Reading, unavailable
 from harness.power.columns import energy_columns, per_token_columns, summed_peak_w
 from harness.power.estimate import EstimateMeter, known_tdp_w
-from tests.fake_power import FakeGpu, FakeNvml, make_rapl_tree, set_energy
+from tests.support.fake_power import FakeGpu, FakeNvml, make_rapl_tree, set_energy
 
 NO_HW = {"nvml": FakeNvml([], init_error=12), "rapl_root": "/nonexistent/powercap",
          "is_mac": False}

@@ -20,7 +20,7 @@ from harness.analysis.report.charts import (
     xy_chart,
 )
 from harness.cli.main import main
-from tests.result_factory import run_rows, write_csv
+from tests.support.result_factory import run_rows, write_csv
 
 A = "20260101T000000Z-aaaaaa"
 G = "20260102T000000Z-gggggg"
@@ -227,7 +227,7 @@ def test_without_matplotlib_the_report_says_so_and_keeps_its_tables(monkeypatch)
 def test_imported_rows_are_named_with_their_tool_and_notes():
     from harness.results.files import load_frame
 
-    frame = load_frame([Path(__file__).resolve().parents[1] / "data" / "imports"
+    frame = load_frame([Path(__file__).resolve().parents[2] / "data" / "imports"
                         / name for name in ("vllm-bench-serve-c1.json",
                                             "vllm-bench-serve-c4.json", "guidellm.json")])
     rows = [{k: (None if v != v else v) for k, v in r.items()}

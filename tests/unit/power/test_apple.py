@@ -17,7 +17,7 @@ from harness.power.apple import (
     window_energy_j,
 )
 from harness.power.base import ESTIMATED, PowerError
-from tests.fake_power import FAKE_POWERMETRICS, FakeZeus, powermetrics_plist
+from tests.support.fake_power import FAKE_POWERMETRICS, FakeZeus, powermetrics_plist
 
 
 def test_plist_sample_energy_from_the_energy_keys() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from harness.power.base import MEASURED, UNAVAILABLE
 from harness.power.nvml import NvmlMeter
-from tests.fake_power import FakeGpu, FakeNvml
+from tests.support.fake_power import FakeGpu, FakeNvml
 
 
 def test_energy_is_the_counter_delta_and_peak_the_instant_samples() -> None:

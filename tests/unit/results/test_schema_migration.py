@@ -9,7 +9,7 @@ import pytest
 from harness.cli.main import main
 from harness.results.files import load_frame, read_rows
 from harness.results.schema import COLUMNS, SCHEMA_VERSION, V0_RENAMES, migrate
-from tests.result_factory import run_rows, write_csv
+from tests.support.result_factory import run_rows, write_csv
 
 # A pre-release (version 0) file, as its writer laid it out: units before percentiles,
 # short throughput names, a 0/1 synthetic flag, no finished_at_utc/status columns.

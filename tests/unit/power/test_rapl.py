@@ -11,7 +11,7 @@ import pytest
 
 from harness.power.base import MEASURED, UNAVAILABLE, PowerError
 from harness.power.rapl import RaplMeter, counter_delta_uj, discover_zones
-from tests.fake_power import RaplWriter, make_rapl_tree, set_energy, zone_path
+from tests.support.fake_power import RaplWriter, make_rapl_tree, set_energy, zone_path
 
 TWO_SOCKETS = {
     "intel-rapl:0": {"name": "package-0", "energy_uj": 1000, "max": 262143328850},

@@ -12,7 +12,7 @@ import pytest
 from harness.analysis import compare as cmp
 from harness.analysis.stats import t_two_sided_p, welch_t_test
 from harness.cli.main import main
-from tests.result_factory import row, run_rows, write_csv
+from tests.support.result_factory import row, run_rows, write_csv
 
 A = "20260101T000000Z-aaaaaa"
 B = "20260102T000000Z-bbbbbb"
