@@ -36,6 +36,7 @@ from backends.vllm.config import (
 from harness.config.settings import BenchSettings
 from harness.errors import UserError, did_you_mean
 from harness.models.resolve import resolve_gguf
+from harness.servers.llama_server import llama_server_spec
 from harness.servers.managed import LOOPBACK, ManagedServer, ServerSpec, free_port
 
 # (settings, context tokens the workload needs, port) -> how to start the server
@@ -180,6 +181,7 @@ def command_spec(settings: BenchSettings, context_tokens: int, port: int) -> Ser
 
 SERVER_KINDS: dict[str, ServerBuilder] = {
     "llama-cpp-python": llama_cpp_python_spec,
+    "llama-server": llama_server_spec,
     "vllm": vllm_spec,
     "command": command_spec,
 }

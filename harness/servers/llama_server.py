@@ -36,13 +36,13 @@ from backends.llamacpp import default_threads
 from harness.errors import UserError
 from harness.models.resolve import resolve_gguf
 from harness.servers.managed import LOOPBACK, ServerSpec
-from workloads.spec import context_tokens
 
 SERVER_ENV = "LLAMA_SERVER"
 BENCH_ENV = "LLAMA_BENCH"
 BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build-llama-tool"
 DEFAULT_HEALTH_TIMEOUT_S = 300.0
 DEFAULT_N_CTX = 4096
+DEFAULT_SLOTS = 4  # llama-server's own default for -np auto
 _NP_FLAGS = ("-np", "--parallel")
 
 
@@ -61,7 +61,7 @@ def _engine(values: Any) -> dict[str, Any]:
     for key in ("engine", "server_engine"):
         table = _get(values, key) or {}
         if isinstance(table, dict):
-            out.update(table)
+            out.update({k: v for k, v in table.items() if k in ("server_args", "server_env")})
     return out
 
 
@@ -95,7 +95,7 @@ def _script() -> Path:
 def tools_dir() -> Path:
     """The cache folder the tools of this machine's build live in (built or not)."""
     try:
-        out = subprocess.run(["sh", str(_script()), "--print-dir"], capture_output=True,
+        out = subprocess.run(["bash", str(_script()), "--print-dir"], capture_output=True,
                              text=True, check=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
         raise UserError(f"cannot run {BUILD_SCRIPT}: {exc}") from None
@@ -159,18 +159,14 @@ def find_server_binary(values: Any) -> tuple[Path, str]:
 
 
 def binary_version(binary: Path) -> str:
-    """`llama-server --version` as one short string ("b1234 (abcdef0)"), or ""."""
+    """What `llama-server --version` says ("0.5.0-dev (build 1, commit 0c1e570)"), or ""."""
     try:
         out = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
                              timeout=60, check=False)
     except (OSError, subprocess.SubprocessError):
         return ""
-    text = (out.stdout or "") + (out.stderr or "")
-    m = re.search(r"version:\s*(\S+)\s*(\(\S+\))?", text)
-    if not m:
-        return ""
-    number, commit = m.group(1), (m.group(2) or "")
-    return f"b{number} {commit}".strip()
+    m = re.search(r"version:\s*(.+)", (out.stdout or "") + (out.stderr or ""))
+    return m.group(1).strip() if m else ""
 
 
 def _build_info(binary: Path) -> str:
@@ -185,9 +181,20 @@ def _build_info(binary: Path) -> str:
 # -- the server -------------------------------------------------------------------------
 
 
-def parallel_slots(values: Any, workload: Any) -> tuple[int, str]:
-    """(N slots, why): the `parallel` setting, `-np` in server_args, else the largest
-    concurrency (or open-loop max_in_flight) of the workload, at least 1."""
+def workload_max_concurrency(workload: Any) -> int | None:
+    """The largest closed-loop concurrency or open-loop max_in_flight of a workload."""
+    levels: list[int] = []
+    for scenario in getattr(workload, "scenarios", ()) or ():
+        levels.extend(int(c) for c in scenario.concurrency or ())
+        if scenario.max_in_flight:
+            levels.append(int(scenario.max_in_flight))
+    return max(levels) if levels else None
+
+
+def parallel_slots(values: Any, max_concurrency: int | None = None) -> tuple[int, str]:
+    """(N slots, why): the `parallel` setting, `-np` in [engine] server_args, the run's
+    largest concurrency (`max_concurrency`, else --concurrency), else llama-server's own
+    default of 4."""
     given = _get(values, "parallel")
     if given is not None:
         return int(given), "parallel setting"
@@ -199,25 +206,28 @@ def parallel_slots(values: Any, workload: Any) -> tuple[int, str]:
             except ValueError:
                 raise UserError(f"[engine] server_args: {arg} {args[i + 1]!r} is not a "
                                 "number") from None
+    if max_concurrency:
+        return int(max_concurrency), "largest concurrency of the run"
     concurrency = _get(values, "concurrency")
-    levels: list[int] = list(concurrency) if concurrency else []
-    for scenario in getattr(workload, "scenarios", ()) or ():
-        levels.extend(scenario.concurrency or ())
-        if scenario.max_in_flight:
-            levels.append(int(scenario.max_in_flight))
-    return max([1, *levels]), "largest concurrency of the run"
+    if concurrency:
+        return max(int(c) for c in concurrency), "largest --concurrency"
+    return DEFAULT_SLOTS, "llama-server's default (the run's concurrency was not known)"
 
 
-def llama_server_spec(values: Any, workload: Any, port: int) -> ServerSpec:
+def llama_server_spec(values: Any, context_tokens: int | None, port: int,
+                      max_concurrency: int | None = None) -> ServerSpec:
     """`llama-server` on the GGUF named by --model (the default model if none), with N
-    parallel slots, continuous batching, a context for N whole requests and --metrics."""
+    parallel slots, continuous batching, a context of N whole requests and --metrics.
+    `context_tokens`: what one request of the workload needs (--n-ctx wins)."""
     path = resolve_gguf(_get(values, "model"))
-    binary, source = find_server_binary(values)
-    n_slots, why = parallel_slots(values, workload)
+    n_slots, why = parallel_slots(values, max_concurrency)
     if n_slots < 1:
         raise UserError(f"llama-server needs at least 1 parallel slot, got {n_slots}")
-    n_ctx = int(_get(values, "n_ctx") or (context_tokens(workload) if workload is not None
-                                           else DEFAULT_N_CTX))
+    timeout = _get(values, "server_timeout")
+    if timeout is not None and float(timeout) <= 0:
+        raise UserError(f"--server-timeout must be a number of seconds > 0, got {timeout!r}")
+    binary, source = find_server_binary(values)
+    n_ctx = int(_get(values, "n_ctx") or context_tokens or DEFAULT_N_CTX)
     threads = int(_get(values, "n_threads") or default_threads())
     flash = _get(values, "flash_attn")
     flash_arg = "auto" if flash is None else ("on" if flash else "off")
@@ -236,13 +246,10 @@ def llama_server_spec(values: Any, workload: Any, port: int) -> ServerSpec:
     engine_version = version or "unknown"
     if from_cache:
         engine_version += f" (llama-cpp-python {_sdist_version(binary)} sdist)"
-    timeout = _get(values, "server_timeout")
-    if timeout is not None and float(timeout) <= 0:
-        raise UserError(f"--server-timeout must be a number of seconds > 0, got {timeout!r}")
     return ServerSpec(
         kind="llama-server", argv=argv, base_url=f"http://{LOOPBACK}:{port}/v1",
         model=alias, health_timeout_s=float(timeout or DEFAULT_HEALTH_TIMEOUT_S),
-        env=_server_env(values), tokenizer=str(path),
+        env=_server_env(values), tokenizer=str(path), force_length="ignore_eos",
         info={"engine": "llama.cpp (llama-server)", "engine_version": engine_version,
               "model_path": str(path), "kind": "llama-server",
               "device": _device(binary, from_cache, n_gpu_layers),
@@ -254,7 +261,7 @@ def llama_server_spec(values: Any, workload: Any, port: int) -> ServerSpec:
               if n_gpu_layers is None else n_gpu_layers,
               "cont_batching": True, "server_args": shlex.join(user_args),
               "metrics_url": f"http://{LOOPBACK}:{port}/metrics",
-              "force_length": "ignore_eos (max_tokens = n_predict)"})
+              "output_length": "max_tokens (llama-server's n_predict) + ignore_eos"})
 
 
 def _device(binary: Path, from_cache: bool, n_gpu_layers: Any) -> str:
@@ -273,9 +280,10 @@ def _device(binary: Path, from_cache: bool, n_gpu_layers: Any) -> str:
 
 def _sdist_version(binary: Path) -> str:
     info = _build_info(binary)
-    m = re.search(r"llama-cpp-python (\S+)", info)
+    m = re.search(r"llama-cpp-python ([^\s;]+)", info)
     return m.group(1) if m else "?"
 
 
 __all__ = ["BENCH_ENV", "SERVER_ENV", "binary_version", "build_tool", "cached_tool",
-           "find_server_binary", "llama_server_spec", "parallel_slots", "tools_dir"]
+           "find_server_binary", "llama_server_spec", "parallel_slots", "tools_dir",
+           "workload_max_concurrency"]
