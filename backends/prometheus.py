@@ -241,3 +241,57 @@ def vllm_details(before: Samples, after: Samples) -> dict[str, Any]:
     if notes:
         out["parse_notes"] = notes
     return out
+
+
+# llama.cpp's llama-server (`--metrics`): counters since the server started, and gauges.
+LLAMACPP_PROCESSING = ("llamacpp:requests_processing",)
+LLAMACPP_DEFERRED = ("llamacpp:requests_deferred",)
+
+
+def _llamacpp_busy_slots(samples: Samples) -> float | None:
+    """Busy slots summed over every llama_decode() call so far: the server exports the
+    running average (n_busy_slots_per_decode) and the call count (n_decode_total)."""
+    avg = total(samples, "llamacpp:n_busy_slots_per_decode")
+    calls = total(samples, "llamacpp:n_decode_total")
+    return avg * calls if avg is not None and calls is not None else None
+
+
+def llamacpp_summary(before: Samples, after: Samples,
+                     peaks: dict[str, float | None] | None = None) -> dict[str, Any]:
+    """Result columns from two scrapes of a llama-server around a measured window: the
+    tokens it prefilled and generated, and the most requests it ran at once (sampled).
+    It has no latency histograms, so the latency columns stay empty."""
+    delta = window_delta(before, after)
+    peaks = peaks or {}
+    running = peaks.get("requests_running")
+    return {
+        "server_prompt_tokens": delta.get("llamacpp:prompt_tokens_total"),
+        "server_generation_tokens": delta.get("llamacpp:tokens_predicted_total"),
+        "server_requests_running_peak": int(running) if running is not None else None,
+    }
+
+
+def llamacpp_details(before: Samples, after: Samples) -> dict[str, Any]:
+    """Beside the columns: every counter's delta, the server's own prefill and per-slot
+    decode rates over the window, the mean busy slots per llama_decode() call (how many
+    requests each batch held), and the gauges at the end."""
+    delta = window_delta(before, after)
+    out: dict[str, Any] = {"counters": {k: v for k, v in delta.items()
+                                        if k.startswith("llamacpp:")}}
+
+    def rate(tokens: str, seconds: str) -> float | None:
+        t, s = delta.get(tokens), delta.get(seconds)
+        return t / s if t is not None and s else None
+
+    out["prompt_tok_s"] = rate("llamacpp:prompt_tokens_total",
+                               "llamacpp:prompt_seconds_total")
+    # tokens_predicted_seconds sums each slot's generation time: a per-stream rate
+    out["decode_tok_s_per_slot"] = rate("llamacpp:tokens_predicted_total",
+                                        "llamacpp:tokens_predicted_seconds_total")
+    b, a = _llamacpp_busy_slots(before), _llamacpp_busy_slots(after)
+    calls = delta.get("llamacpp:n_decode_total")
+    out["busy_slots_per_decode_mean"] = (a - (b or 0.0)) / calls \
+        if a is not None and calls else None
+    out["gauges_end"] = {n: total(after, n) for n in (*LLAMACPP_PROCESSING,
+                                                      *LLAMACPP_DEFERRED) if n in after}
+    return out
