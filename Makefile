@@ -121,16 +121,21 @@ NIGHTLY_WORKLOAD ?= smoke
 NIGHTLY_STAMP := $(shell date -u +%Y%m%dT%H%M%SZ)
 NIGHTLY_OUT ?= results/nightly/$(NIGHTLY_STAMP)
 BASELINE ?= results/reference
+# Where a run on hardware with no baseline of its kind is kept as that hardware's baseline
+# (REFERENCE/<hardware>/; commit it): the first night on a new machine passes.
+REFERENCE ?= results/reference
 THRESHOLD ?= 10
 
 nightly: install
-	@test -e "$(BASELINE)" || { echo "nightly: no baseline at $(BASELINE); give" \
-	  "BASELINE=FILE_OR_FOLDER (results of the same suite on the same kind of machine)"; exit 2; }
+	@test -e "$(BASELINE)" || [ "$(BASELINE)" = "$(REFERENCE)" ] || { echo "nightly: no" \
+	  "baseline at $(BASELINE); give BASELINE=FILE_OR_FOLDER (results of the same suite on" \
+	  "the same kind of machine)"; exit 2; }
 	$(HARNESS) bench --workload $(NIGHTLY_WORKLOAD) --output $(NIGHTLY_OUT) --quiet \
 	  $(if $(MODEL),--model $(MODEL)) $(if $(POWER),--power $(POWER)) $(ARGS)
-	$(HARNESS) report $(BASELINE) $(NIGHTLY_OUT) -o $(NIGHTLY_OUT)/report.html \
-	  --title "Nightly $(NIGHTLY_WORKLOAD) $(NIGHTLY_STAMP)"
 	$(HARNESS) compare $(NIGHTLY_OUT) --baseline $(BASELINE) --same-hardware \
-	  --fail-on-regression $(THRESHOLD) --format md > $(NIGHTLY_OUT)/compare.md; rc=$$?; \
-	  cat $(NIGHTLY_OUT)/compare.md; echo "nightly: results, report.html and compare.md in" \
-	  "$(NIGHTLY_OUT)"; exit $$rc
+	  --new-hardware-baseline $(REFERENCE) --fail-on-regression $(THRESHOLD) --format md \
+	  > $(NIGHTLY_OUT)/compare.md; rc=$$?; cat $(NIGHTLY_OUT)/compare.md; \
+	  if [ -f $(NIGHTLY_OUT)/new-baseline.txt ]; then base=; else base="$(BASELINE)"; fi; \
+	  $(HARNESS) report $$base $(NIGHTLY_OUT) -o $(NIGHTLY_OUT)/report.html \
+	  --title "Nightly $(NIGHTLY_WORKLOAD) $(NIGHTLY_STAMP)" || [ $$rc -ne 0 ] || rc=2; \
+	  echo "nightly: results, report.html and compare.md in $(NIGHTLY_OUT)"; exit $$rc

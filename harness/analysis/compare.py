@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
@@ -153,6 +154,15 @@ def hardware_of(row: dict[str, Any]) -> tuple[Any, ...]:
     if clean(row.get("gpu_name")):
         return (clean(row.get("gpu_name")), clean(row.get("gpu_count")) or 1)
     return (clean(row.get("cpu_model")),)
+
+
+def hardware_slug(row: dict[str, Any]) -> str:
+    """A folder name for the row's kind of machine (`hardware_of`): '1x-nvidia-h100-80gb-hbm3'
+    for a GPU machine, 'amd-epyc-9654-96-core-processor' for a CPU one."""
+    hw = hardware_of(row)
+    text = f"{hw[1]}x {hw[0]}" if len(hw) == 2 else str(hw[0] or "unknown cpu")
+    text = re.sub(r"\((?:r|tm)\)", "", text.lower())
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "unknown"
 
 
 def _index(rows: list[dict[str, Any]], what: str, warnings: list[str]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from harness.analysis import compare as cmp
 from harness.analysis.compare import DEFAULT_METRICS, clean_rows, numeric_columns
 from harness.errors import CheckFailed, UserError, did_you_mean
-from harness.results.files import load_frame, read_request_records
+from harness.results.files import copy_result_files, load_frame, read_request_records
 
 HELP = "compare result files across runs and machines; flag significant regressions"
 DESCRIPTION = """\
@@ -54,6 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use only baseline rows from the same kind of machine as the compared "
                         "run (GPU name and count, else CPU model); error when there are none "
                         "(for nightly jobs)")
+    p.add_argument("--new-hardware-baseline", default=None, metavar="DIR",
+                   help="when the --baseline holds no results from the compared run's "
+                        "hardware (or is DIR itself and does not exist yet), keep the compared "
+                        "run as that hardware's baseline in DIR/<hardware>/, say so and exit 0 "
+                        "instead of failing; the new folder's path is also written to "
+                        "new-baseline.txt in the compared results folder (for nightly jobs "
+                        "on a new kind of machine, which hand that folder back to commit)")
     p.add_argument("--format", choices=["table", "md", "csv", "json"], default="table",
                    help="output format (default table)")
 
@@ -85,13 +93,17 @@ def _rows(frame: Any) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-
     if args.fail_on_regression is not None and args.fail_on_regression < 0:
         raise UserError("--fail-on-regression takes a percentage >= 0, e.g. 10")
     base_rows = None
     results = list(args.results)
+    keep_dir = Path(args.new_hardware_baseline) if args.new_hardware_baseline else None
+    if keep_dir is not None and args.baseline is None:
+        raise UserError("--new-hardware-baseline needs --baseline RESULT")
+    if keep_dir is not None and not Path(args.baseline).exists() \
+            and _within(Path(args.baseline), keep_dir):
+        return _keep_as_baseline(_rows(load_frame(results)), args.baseline, keep_dir,
+                                 results)  # the first night: no baseline at all yet
     if args.baseline is not None:
         base_rows = _rows(load_frame([args.baseline]))
         base_files = {str(Path(r["source_file"]).resolve()) for r in base_rows}
@@ -100,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
                 if str(Path(r["source_file"]).resolve()) not in base_files]
     else:
         rows = _rows(load_frame(results))
+    if keep_dir is not None and rows and base_rows is not None:
+        want = cmp.hardware_of(rows[0])
+        if not any(cmp.hardware_of(r) == want for r in base_rows):
+            return _keep_as_baseline(rows, args.baseline, keep_dir, results)
     numeric = {c for r in rows[:1] for c, v in r.items() if isinstance(v, (int, float))}
     metrics = _check_metrics(args.metric, numeric)
     threshold = (args.fail_on_regression if args.fail_on_regression is not None
@@ -124,4 +140,34 @@ def run(args: argparse.Namespace) -> int:
     if args.fail_on_regression is not None:
         print(f"harness compare: no significant regression beyond {threshold:g}%",
               file=sys.stderr)
+    return 0
+
+
+def _within(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def _keep_as_baseline(rows: list[dict[str, Any]], baseline: str, keep_dir: Path,
+                      results: list[str]) -> int:
+    """Copy the compared run (its first hardware's rows) to keep_dir/<hardware>/ as that
+    hardware's baseline; say so plainly on stdout; exit 0."""
+    if not rows:
+        raise UserError("no result rows to keep as a baseline in " + ", ".join(results))
+    want = cmp.hardware_of(rows[0])
+    files = sorted({Path(r["source_file"]) for r in rows
+                    if r.get("source_file") and cmp.hardware_of(r) == want})
+    dest = keep_dir / cmp.hardware_slug(rows[0])
+    try:
+        copied = copy_result_files(files, dest)
+    except OSError as exc:
+        raise UserError(f"--new-hardware-baseline {keep_dir}: cannot write ({exc})") from None
+    hw = " x".join(str(v) for v in want if v not in (None, ""))
+    first = Path(results[0])
+    if first.is_dir():
+        (first / "new-baseline.txt").write_text(f"{dest}\n", encoding="utf-8")
+    print(f"nightly: no baseline from this hardware ({hw}) in {baseline}: nothing to compare "
+          f"against tonight. This run is kept as that hardware's baseline in {dest}/ "
+          f"({len(copied)} files); commit it (git add {dest}) and later runs on this "
+          "hardware compare against it.")
     return 0

@@ -213,6 +213,28 @@ def read_request_records(csv_path: str | Path) -> list[dict[str, Any]] | None:
 RESULT_SUFFIXES = (".csv", ".json", ".jsonl")
 
 
+def copy_result_files(files: list[Path], dest: Path) -> list[Path]:
+    """Copy result files into dest/<their folder's name>/ with what `harness bench` wrote
+    beside each (the files sharing its stem: requests, power, server log and metrics, run
+    summary) and the folder's machine.json; the copies, in order. For keeping a run as a
+    baseline (`harness compare --new-hardware-baseline`)."""
+    import shutil
+
+    copied: list[Path] = []
+    for f in files:
+        target = dest / f.parent.name
+        target.mkdir(parents=True, exist_ok=True)
+        stem = f.name.removesuffix(f.suffix)
+        beside = sorted(q for q in f.parent.glob(f"{stem}.*") if q.is_file())
+        machine = f.parent / "machine.json"
+        for src in [*beside, *([machine] if machine.is_file() else [])]:
+            out = target / src.name
+            if out not in copied:
+                shutil.copy2(src, out)
+                copied.append(out)
+    return copied
+
+
 def _candidates(paths: list[str | Path]) -> list[tuple[Path, bool]]:
     """(file, named by the user) for every possible result file: files as given, folders
     searched recursively for CSV, JSON and JSONL files (not hidden ones, not the requests,

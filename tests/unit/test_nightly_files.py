@@ -38,9 +38,14 @@ def test_workflow_runs_make_nightly_on_a_self_hosted_gpu_runner_and_keeps_result
     assert len(runs) == 1
     assert "${{" not in runs[0]["run"]  # inputs reach the shell through env, not inlined
     upload = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
-    assert upload and upload[0]["if"] == "always()"
-    assert upload[0]["with"]["path"] == "${{ env.NIGHTLY_OUT }}"
+    results = [s for s in upload if s["with"]["path"] == "${{ env.NIGHTLY_OUT }}"]
+    assert len(results) == 1 and results[0]["if"] == "always()"
     assert job["env"]["NIGHTLY_OUT"].startswith("results/nightly/")
+    # the first night on new hardware hands its baseline back as an artifact to commit
+    found = [s for s in steps if "new-baseline.txt" in s.get("run", "")]
+    assert len(found) == 1 and "GITHUB_OUTPUT" in found[0]["run"] and found[0]["if"] == "always()"
+    back = [s for s in upload if "steps.baseline.outputs.dir" in str(s["with"]["path"])]
+    assert len(back) == 1 and back[0]["if"] == "always() && steps.baseline.outputs.dir != ''"
 
 
 def test_sky_task_runs_make_nightly_on_a_gpu_and_copies_results_to_a_bucket():
@@ -52,8 +57,9 @@ def test_sky_task_runs_make_nightly_on_a_gpu_and_copies_results_to_a_bucket():
     assert "make nightly" in doc["run"] and "make install" in doc["setup"]
     assert f"{mount}/nightly" in doc["run"]  # results copied into the mounted bucket
     assert "exit $rc" in doc["run"]  # the task fails when make nightly fails
+    assert "new-baseline.txt" in doc["run"] and f"{mount}/reference" in doc["run"]
     for var in re.findall(r"\$\{?([A-Z_]+)\}?", doc["run"] + str(doc["file_mounts"])):
-        assert var in doc["envs"] or var in {"PATH", "OUT", "rc"}, var
+        assert var in doc["envs"] or var in {"PATH", "OUT", "rc", "NEW"}, var
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
@@ -66,9 +72,20 @@ def test_make_nightly_dry_run_compares_with_the_baseline_and_fails_on_regression
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "bench --workload smoke" in text
-    assert f"report {baseline} {tmp_path / 'n'}" in text
+    assert f'base="{baseline}"' in text and f"report $base {tmp_path / 'n'}" in text
     assert f"--baseline {baseline} --same-hardware" in text
+    assert "--new-hardware-baseline results/reference" in text
     assert "--fail-on-regression 7" in text
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_nightly_with_no_reference_yet_goes_on_to_keep_the_run(tmp_path):
+    reference = tmp_path / "reference"  # the first night: nothing committed yet
+    out = subprocess.run(["make", "-n", "nightly", f"BASELINE={reference}",
+                          f"REFERENCE={reference}", f"NIGHTLY_OUT={tmp_path / 'n'}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert f"--new-hardware-baseline {reference}" in out.stdout
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
