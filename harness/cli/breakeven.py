@@ -67,8 +67,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="idle power of one machine, replacing the measured figure")
     g = p.add_argument_group("APIs and volumes")
     g.add_argument("--api", nargs="+", action="extend", default=None, metavar="NAME",
-                   help="APIs to compare (catalog names or model ids; default: the "
-                        "catalog's defaults)")
+                   help="APIs to compare (catalog names or model ids), like for like first; "
+                        "default: the catalog's offers of the measured open model, else of "
+                        "its class (else the nearest class), then the catalog's defaults; a "
+                        "cross-class comparison is labelled CROSS-CLASS")
     g.add_argument("--cached-input-share", default=None, metavar="F",
                    help="share of input tokens billed at the cached-input price, in [0, 1]")
     g.add_argument("--volumes", nargs="+", action="extend", default=None, metavar="V",
@@ -168,8 +170,8 @@ def run(args: argparse.Namespace) -> int:
         utilization=utilization if utilization is not None else 1.0,
         amortize_months=months, cached_input_share=cached or 0.0, power_w=power_w,
         idle_power_w=idle_w)
-    api_names = args.api or list(d.apis)
-    for name in api_names:
+    api_names = args.api  # None: like for like from the catalog, then its defaults
+    for name in api_names or list(d.apis):
         catalog.api_named(name)
     hardware = catalog.hardware_named(args.hardware) if args.hardware else None
     economics = None

@@ -26,7 +26,15 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from harness.analysis.prices import ApiPrice, Catalog, HardwarePrice, load_catalog
+from harness.analysis.prices import (
+    ApiPrice,
+    Catalog,
+    HardwarePrice,
+    LocalModel,
+    comparison,
+    like_for_like,
+    load_catalog,
+)
 from harness.errors import CheckFailed, UserError, did_you_mean
 
 SECONDS_PER_MONTH = 30 * 86_400
@@ -577,14 +585,28 @@ def _round(x: float | None, digits: int = 6) -> float | None:
     return None if x is None else float(f"{x:.{digits}g}")
 
 
+def _comparisons(local: LocalModel | None, apis: list[ApiPrice]) -> dict[str, dict[str, Any]]:
+    """Per API: what it serves and how it compares with the local model (like for like)."""
+    out = {}
+    for api in apis:
+        kind, label = "", ""
+        if local is not None:
+            _, kind, label = comparison(local, api)
+        out[api.name] = {"kind": kind, "label": label, "api_model": api.model,
+                         "api_class": api.model_class}
+    return out
+
+
 def analyse_option(measured: Measured, econ: Economics | None, apis: list[ApiPrice],
                    volumes_tok: list[float], cached_input_share: float = 0.0,
-                   hardware_note: str = "") -> dict[str, Any]:
+                   hardware_note: str = "", local: LocalModel | None = None) -> dict[str, Any]:
     """Everything about one machine option as a JSON-able dict: capacity, cost per
-    million tokens, break-even against each API, the cost table, hybrid plans and the
-    sensitivity table. `econ` None: an unpriced option (capacity and API value only)."""
+    million tokens, break-even against each API (with how the API's model compares with
+    the `local` one), the cost table, hybrid plans and the sensitivity table. `econ`
+    None: an unpriced option (capacity and API value only)."""
     prices = {api.name: blended_usd_per_mtok(api, measured.input_share, cached_input_share)
               for api in apis}
+    compared = _comparisons(local, apis)
     cap_full = capacity_tok_per_month(measured.total_tok_s, 1.0)
     out: dict[str, Any] = {
         "label": measured.label, "machine_id": measured.machine_id,
@@ -601,6 +623,9 @@ def analyse_option(measured: Measured, econ: Economics | None, apis: list[ApiPri
         "energy_above_idle_j_per_token": _round(measured.above_idle_j_per_token),
         "power_origin": measured.power_origin,
         "capacity_mtok_per_month_full": _round(cap_full / MTOK),
+        "local_model": {"label": local.label, "name": local.name,
+                        "class": local.model_class, "how": local.how} if local else None,
+        "api_comparison": compared,
         "api_usd_per_mtok": {k: _round(v) for k, v in prices.items()},
         "api_value_of_full_machine_usd": {k: _round(v * cap_full / MTOK)
                                           for k, v in prices.items()},
@@ -627,6 +652,8 @@ def analyse_option(measured: Measured, econ: Economics | None, apis: list[ApiPri
     for name, p in prices.items():
         be = break_even(model, p)
         versus.append({"api": name, "api_usd_per_mtok": _round(p),
+                       "comparison": compared[name]["label"],
+                       "match": compared[name]["kind"],
                        "break_even_mtok_per_month": _round(be.volume_tok / MTOK)
                        if be.volume_tok is not None else None,
                        "machines": be.machines, "reason": be.reason,
@@ -712,12 +739,11 @@ def analyse(measurements: list[Measured], catalog: Catalog, assumptions: Assumpt
     """The full break-even result (JSON-able). Each measurement is priced by `economics`
     (or `hardware`) when given, else by every catalog hardware entry matching its machine;
     a measurement nothing prices is kept as an unpriced option."""
-    names = list(api_names or catalog.defaults.apis)
-    apis = [catalog.api_named(n) for n in names]
     volumes = sorted({*DEFAULT_VOLUMES_MTOK, *(volumes_mtok or [])})
     volumes_tok = [v * MTOK for v in volumes]
     notes = list(notes or [])
     options = []
+    used: dict[str, ApiPrice] = {}
     for m in measurements:
         pairs: list[tuple[Measured, Economics | None, str]] = []
         if economics is not None:
@@ -736,9 +762,18 @@ def analyse(measurements: list[Measured], catalog: Catalog, assumptions: Assumpt
             if not hws:
                 pairs.append((with_power(m, assumptions, None), None,
                               f"no price known for {m.machine_name}"))
+        local = catalog.local_model(m.row)
+        apis = like_for_like(catalog, local, list(api_names) if api_names else None)
+        for api in apis:
+            used.setdefault(api.name, api)
+        if apis and comparison(local, apis[0])[0] >= 2:
+            notes.append(f"no hosted offer of the same model or class as {local.label} "
+                         f"({local.model_class or 'class unknown'}) in the price catalog: "
+                         "its comparisons are across classes and labelled so; add an [[api]] "
+                         "entry with model/class (--prices FILE) to compare like for like")
         for mm, econ, why in pairs:
             options.append(analyse_option(mm, econ, apis, volumes_tok,
-                                          assumptions.cached_input_share, why))
+                                          assumptions.cached_input_share, why, local))
     if any(o["synthetic_weights"] for o in options):
         notes.append("SYNTHETIC weights: throughput of a random-weight model of the same "
                      "shape; its speed is real, its answers are not")
@@ -765,7 +800,8 @@ def analyse(measurements: list[Measured], catalog: Catalog, assumptions: Assumpt
             "cached_input_share": assumptions.cached_input_share,
             "catalog_files": list(catalog.files),
         },
-        "apis": [asdict(a) for a in apis],
+        "apis": [asdict(a) for a in used.values()]
+        or [asdict(catalog.api_named(n)) for n in (api_names or catalog.defaults.apis)],
         "volumes_mtok": volumes,
         "options": options,
         "notes": list(dict.fromkeys(notes)),

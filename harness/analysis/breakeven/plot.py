@@ -65,6 +65,10 @@ def cost_figure(result: dict[str, Any]) -> Any:
         j = seen[name] = seen.get(name, -1) + 1
         label = f"API {name} (${p:.3g}/M"
         label += f" at the mix of #{', #'.join(map(str, which))})" if mixes else ")"
+        kinds = {((options or result["options"])[i - 1].get("api_comparison") or {})
+                 .get(name, {}).get("kind") for i in which}
+        if "cross-class" in kinds:
+            label += " CROSS-CLASS"
         ax.plot(grid, [p * v for v in grid], color=api_colors[names.index(name) % 4],
                 linewidth=1.8, linestyle=styles[j % len(styles)], label=label)
     for i, o in enumerate(options):

@@ -49,6 +49,12 @@ def _power_text(o: dict[str, Any]) -> str:
     return f"{o['load_power_w']:.4g}/{idle} ({o['power_origin']})"
 
 
+def _compared(o: dict[str, Any], api: str) -> str:
+    """How the option's local model compares with the API's: same model, same class, or
+    CROSS-CLASS (the label `analyse` made)."""
+    return (o.get("api_comparison") or {}).get(api, {}).get("label") or "-"
+
+
 def format_text(result: dict[str, Any], markdown: bool = False) -> str:
     """The break-even result as terminal tables (or Markdown)."""
     lines: list[str] = []
@@ -71,8 +77,10 @@ def format_text(result: dict[str, Any], markdown: bool = False) -> str:
     lines += ([f"## {title}", ""] + [f"- {h}" for h in head] if markdown
               else [title] + [f"  {h}" for h in head])
     lines.append("")
-    table(["api", "input $/M", "output $/M", "cached in $/M", "date", "source"],
-          [[x["name"], f"{x['input_usd_per_mtok']:g}", f"{x['output_usd_per_mtok']:g}",
+    table(["api", "serves", "class", "input $/M", "output $/M", "cached in $/M", "date",
+           "source"],
+          [[x["name"], x.get("model") or "(closed)", x.get("model_class") or "?",
+            f"{x['input_usd_per_mtok']:g}", f"{x['output_usd_per_mtok']:g}",
             "-" if x["cached_input_usd_per_mtok"] is None
             else f"{x['cached_input_usd_per_mtok']:g}", x["date"], x["source"]]
            for x in result["apis"]], "API prices")
@@ -92,18 +100,19 @@ def format_text(result: dict[str, Any], markdown: bool = False) -> str:
     for i, o in enumerate(opts):
         if not o["priced"]:
             for api, p in o["api_usd_per_mtok"].items():
-                be_rows.append([i + 1, api, usd(p), "-", "-",
+                be_rows.append([i + 1, api, _compared(o, api), usd(p), "-", "-",
                                 (f"not priced; a full machine replaces "
                                 f"{usd(o['api_value_of_full_machine_usd'][api])}/month of API "
                                 "spend")])
             continue
         for v in o["versus"]:
-            be_rows.append([i + 1, v["api"], usd(v["api_usd_per_mtok"]),
+            be_rows.append([i + 1, v["api"], _compared(o, v["api"]),
+                            usd(v["api_usd_per_mtok"]),
                             mtok(v["break_even_mtok_per_month"]),
                             v["machines"] if v["machines"] else "-",
                             v["reason"] or "-"])
-    table(["#", "api", "api $/M at mix", "break-even tok/month", "machines", "why"], be_rows,
-          "Break-even volume")
+    table(["#", "api", "compared (like for like first)", "api $/M at mix",
+           "break-even tok/month", "machines", "why"], be_rows, "Break-even volume")
     for i, o in enumerate(opts):
         if not o["priced"]:
             continue
@@ -158,17 +167,19 @@ def _bench_summary(rows: list[dict[str, Any]], catalog: Catalog | None) -> str:
                 "tokens/month per machine")
         if not o["priced"]:
             worth = ", ".join(f"{usd(o['api_value_of_full_machine_usd'][k])} at {k} "
-                              f"({usd(p)}/M)" for k, p in o["api_usd_per_mtok"].items())
+                              f"({usd(p)}/M) [{_compared(o, k)}]"
+                              for k, p in o["api_usd_per_mtok"].items())
             lines.append(f"{head}; worth at most {worth} per month")
             unpriced[o["machine"]] = o["machine_id"]
             continue
         bits = []
         for v in o["versus"]:
+            vs = f"vs {v['api']} [{_compared(o, v['api'])}]"
             if v["break_even_mtok_per_month"] is not None:
-                bits.append(f"vs {v['api']}: break-even {mtok(v['break_even_mtok_per_month'])}"
+                bits.append(f"{vs}: break-even {mtok(v['break_even_mtok_per_month'])}"
                             f" tokens/month")
             else:
-                bits.append(f"vs {v['api']}: none ({v['reason'].split(':')[0]})")
+                bits.append(f"{vs}: none ({v['reason'].split(':')[0]})")
         lines.append(f"{head}; {_machine_line(o)} -> {usd(o['cost_per_mtok_full'])}/M tokens; "
                      + "; ".join(bits))
     for name, machine_id in sorted(unpriced.items()):

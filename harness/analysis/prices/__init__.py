@@ -2,7 +2,10 @@
 API prices per million tokens, read from TOML.
 
 The built-in catalog is `harness/analysis/prices/catalog.toml` (the source article's figures
-first). Users add or replace entries with their own files (`--prices FILE`, or the
+first). Each API offer names the model it serves (`model`, for hosted open-weight models)
+and its class (`class`: tiny, small, mid, frontier), and `[[model]]` entries tell which
+open model (and so which class) a local run measured, so the break-even compares like for
+like first (`like_for_like`) and labels a cross-class comparison as such. Users add or replace entries with their own files (`--prices FILE`, or the
 `HARNESS_PRICES` environment variable: paths separated by the OS path separator); an entry
 with the same name or alias replaces the built-in one whole. Every entry needs `date` and
 `source`; bad files are reported as one line naming the file, the entry and the key.
@@ -28,10 +31,15 @@ ENV_VAR = "HARNESS_PRICES"
 _HARDWARE_KEYS = {"name", "aliases", "kind", "purchase_usd", "amortize_months", "usd_per_hour",
                   "power_w", "idle_power_w", "claimed_tok_s", "match", "date", "source", "note"}
 _API_KEYS = {"name", "aliases", "input_usd_per_mtok", "output_usd_per_mtok",
-             "cached_input_usd_per_mtok", "date", "source", "note"}
+             "cached_input_usd_per_mtok", "model", "class", "date", "source", "note"}
+_MODEL_KEYS = {"name", "aliases", "class", "match", "params_b", "note"}
+# Capability classes, coarse on purpose: an open model's class is its [[model]] entry's,
+# else it follows from its parameter count (CLASS_BY_PARAMS_B); a closed API's is given.
+CLASSES = ("tiny", "small", "mid", "frontier")
+CLASS_BY_PARAMS_B = ((2.0, "tiny"), (15.0, "small"), (120.0, "mid"))  # below -> class
 _DEFAULT_KEYS = {"electricity_usd_per_kwh", "pue", "amortize_months", "apis", "date", "source",
                  "note"}
-_TOP_KEYS = {"defaults", "hardware", "api"}
+_TOP_KEYS = {"defaults", "hardware", "api", "model"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,32 @@ class ApiPrice:
     cached_input_usd_per_mtok: float | None = None
     aliases: tuple[str, ...] = ()
     note: str = ""
+    model: str = ""  # the open-weight model a hosted offer serves ([[model]] name); "" closed
+    model_class: str = ""  # tiny | small | mid | frontier; "" unknown
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """An open-weight model a local run may measure: its name, class and the patterns
+    (regular expressions, any case) that find it in a result row's model and path."""
+
+    name: str
+    model_class: str
+    match: tuple[str, ...] = ()
+    params_b: float | None = None
+    aliases: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """What a result row measured, as the catalog sees it: the [[model]] it is (or ""),
+    its class (or "") and how that was found."""
+
+    label: str  # the row's model as written
+    name: str
+    model_class: str
+    how: str  # "catalog" | "parameter count" | "unknown"
 
 
 @dataclass(frozen=True)
@@ -87,6 +121,18 @@ class Catalog:
     apis: dict[str, ApiPrice]
     defaults: Defaults
     files: tuple[str, ...] = field(default=())
+    models: dict[str, ModelInfo] = field(default_factory=dict)
+
+    def local_model(self, row: dict[str, Any]) -> LocalModel:
+        """The open model a result row measured: the first [[model]] entry whose `match`
+        fits its model name or path, else a class from its parameter count."""
+        label = str(row.get("model") or row.get("model_path") or "?")
+        fields = [str(row.get(k) or "") for k in ("model", "model_path")]
+        for m in self.models.values():
+            if any(re.search(pat, f, re.IGNORECASE) for pat in m.match for f in fields if f):
+                return LocalModel(label, m.name, m.model_class, "catalog")
+        cls = class_from_params(row.get("model_params"))
+        return LocalModel(label, "", cls or "", "parameter count" if cls else "unknown")
 
     def hardware_named(self, name: str) -> HardwarePrice:
         """The hardware entry with this name or alias; UserError naming the nearest."""
@@ -119,6 +165,66 @@ class Catalog:
             if any(re.search(pat, f, re.IGNORECASE) for pat in hw.match for f in fields if f):
                 found.append(hw)
         return found
+
+
+def class_from_params(params: Any) -> str | None:
+    """The class of an open model of this many parameters (CLASS_BY_PARAMS_B), or None."""
+    try:
+        n = float(params)
+    except (TypeError, ValueError):
+        return None
+    if not n > 0:
+        return None
+    for limit_b, cls in CLASS_BY_PARAMS_B:
+        if n < limit_b * 1e9:
+            return cls
+    return "frontier"
+
+
+def comparison(local: LocalModel, api: ApiPrice) -> tuple[int, str, str]:
+    """How a local run compares with an API offer: (rank, kind, label); rank 0 the same
+    open model, 1 the same class, 2 another class, 3 a class unknown on one side."""
+    served = api.model or api.name
+    api_text = f"{served} ({api.model_class})" if api.model_class else served
+    if local.name and api.model and local.name == api.model:
+        return 0, "same model", f"same model: {local.name}"
+    if local.model_class and api.model_class and local.model_class == api.model_class:
+        return 1, "same class", (f"same class ({local.model_class}): local "
+                                 f"{local.name or local.label} vs {served}")
+    if local.model_class and api.model_class:
+        return 2, "cross-class", (f"CROSS-CLASS: local {local.model_class} "
+                                  f"{local.name or local.label} vs {api.model_class} {served}")
+    return 3, "class unknown", (f"class unknown: local {local.name or local.label} "
+                                f"({local.model_class or '?'}) vs {api_text}")
+
+
+def like_for_like(catalog: Catalog, local: LocalModel,
+                  names: list[str] | None = None) -> list[ApiPrice]:
+    """The APIs to compare a local run with, like for like first. Given `names`, those,
+    ordered same model, same class, then the rest. Else every offer of the same open
+    model, then the two cheapest offers of the same class (where there are none of either:
+    the two cheapest of the nearest class), then the catalog's default APIs (which may be
+    of another class: the source article's local-vs-Claude case)."""
+    if names:
+        apis = [catalog.api_named(n) for n in names]
+        return sorted(apis, key=lambda a: comparison(local, a)[0])
+    def cheapest(cls: str) -> list[ApiPrice]:
+        return sorted((a for a in catalog.apis.values() if a.model_class == cls
+                       and comparison(local, a)[0] != 0),
+                      key=lambda a: (a.output_usd_per_mtok, a.input_usd_per_mtok))[:2]
+
+    same = [a for a in catalog.apis.values() if comparison(local, a)[0] == 0]
+    klass = cheapest(local.model_class) if local.model_class else []
+    nearest: list[ApiPrice] = []
+    if not same and not klass and local.model_class:  # the closest class offered
+        here = CLASSES.index(local.model_class)
+        for cls in sorted(CLASSES, key=lambda c: (abs(CLASSES.index(c) - here), c)):
+            nearest = cheapest(cls)
+            if nearest:
+                break
+    chosen = list(dict.fromkeys([*same, *klass, *nearest,
+                                 *(catalog.api_named(n) for n in catalog.defaults.apis)]))
+    return sorted(chosen, key=lambda a: comparison(local, a)[0])
 
 
 def _names(entries: dict[str, Any]) -> list[str]:
@@ -236,12 +342,41 @@ def _parse_hardware(entry: dict[str, Any], path: str, i: int) -> HardwarePrice:
         aliases=_str_tuple(entry, "aliases", where), note=str(entry.get("note", "")))
 
 
+def _class(entry: dict[str, Any], where: str, required: bool = False) -> str:
+    value = entry.get("class", "")
+    if (required or value != "") and value not in CLASSES:
+        raise UserError(f"{where}: class must be one of {', '.join(CLASSES)} (got {value!r})")
+    return str(value)
+
+
+def _parse_model(entry: dict[str, Any], path: str, i: int) -> ModelInfo:
+    name = entry.get("name")
+    where = f"{path}: [[model]] #{i + 1}" + (f" {name!r}" if name else "")
+    _check_keys(entry, _MODEL_KEYS, where)
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"{where}: needs name = \"...\"")
+    patterns = _str_tuple(entry, "match", where)
+    for pat in patterns:
+        try:
+            re.compile(pat)
+        except re.error as exc:
+            raise UserError(f"{where}: match pattern {pat!r} is not a regular expression "
+                            f"({exc})") from None
+    return ModelInfo(name=name.strip(), model_class=_class(entry, where, required=True),
+                     match=patterns, params_b=_positive(entry, "params_b", where),
+                     aliases=_str_tuple(entry, "aliases", where),
+                     note=str(entry.get("note", "")))
+
+
 def _parse_api(entry: dict[str, Any], path: str, i: int) -> ApiPrice:
     name = entry.get("name")
     where = f"{path}: [[api]] #{i + 1}" + (f" {name!r}" if name else "")
     _check_keys(entry, _API_KEYS, where)
     if not isinstance(name, str) or not name.strip():
         raise UserError(f"{where}: needs name = \"...\"")
+    model = entry.get("model", "")
+    if not isinstance(model, str):
+        raise UserError(f"{where}: model must be the name of a [[model]] entry (a string)")
     date, source = _dated(entry, where)
     return ApiPrice(
         name=name.strip(),
@@ -249,7 +384,8 @@ def _parse_api(entry: dict[str, Any], path: str, i: int) -> ApiPrice:
         output_usd_per_mtok=_positive(entry, "output_usd_per_mtok", where, required=True) or 0.0,
         cached_input_usd_per_mtok=_positive(entry, "cached_input_usd_per_mtok", where),
         date=date, source=source, aliases=_str_tuple(entry, "aliases", where),
-        note=str(entry.get("note", "")))
+        note=str(entry.get("note", "")), model=model.strip(),
+        model_class=_class(entry, where))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -281,6 +417,7 @@ def parse_catalog(docs: list[tuple[str, dict[str, Any]]]) -> Catalog:
     """A catalog from parsed TOML documents (label, data), later ones overriding earlier."""
     hardware: dict[str, HardwarePrice] = {}
     apis: dict[str, ApiPrice] = {}
+    models: dict[str, ModelInfo] = {}
     defaults: dict[str, Any] = {}
     for label, data in docs:
         _check_keys(data, _TOP_KEYS, label)
@@ -300,14 +437,15 @@ def parse_catalog(docs: list[tuple[str, dict[str, Any]]]) -> Catalog:
             if key in d:
                 defaults[key] = str(d[key])
         for section, parse, target in (("hardware", _parse_hardware, hardware),
-                                       ("api", _parse_api, apis)):
+                                       ("api", _parse_api, apis),
+                                       ("model", _parse_model, models)):
             entries = data.get(section, [])
             if not isinstance(entries, list):
                 raise UserError(f"{label}: {section} must be written as [[{section}]] tables")
             for i, entry in enumerate(entries):
                 _replace(target, parse(entry, label, i))
     catalog = Catalog(hardware=hardware, apis=apis, defaults=Defaults(**defaults),
-                      files=tuple(label for label, _ in docs))
+                      files=tuple(label for label, _ in docs), models=models)
     for name in catalog.defaults.apis:
         catalog.api_named(name)
     return catalog
@@ -337,5 +475,6 @@ def api_price(name_or_model: str) -> tuple[float, float] | None:
     return (found.input_usd_per_mtok, found.output_usd_per_mtok)
 
 
-__all__ = ["ApiPrice", "Catalog", "Defaults", "HardwarePrice", "api_price", "find_api",
-           "load_catalog", "parse_catalog"]
+__all__ = ["CLASSES", "ApiPrice", "Catalog", "Defaults", "HardwarePrice", "LocalModel",
+           "ModelInfo", "api_price", "class_from_params", "comparison", "find_api",
+           "like_for_like", "load_catalog", "parse_catalog"]
