@@ -39,6 +39,7 @@ class Usage:
     engine_prefill_tokens: int | None = None
     engine_decode_tokens: int | None = None  # tokens the engine timed in decode (N_out-1 typically)
     extra: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None  # why the output ended: length, stop, ... (None: unknown)
 
 
 @dataclass(frozen=True)

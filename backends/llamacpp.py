@@ -191,6 +191,7 @@ class LlamaCppBackend:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         llm.eval(tokens)
         produced = 0
+        finish = "length"
         for i in range(request.max_output_tokens):
             token = self._greedy(ctx, banned)
             t_ns = time.perf_counter_ns()
@@ -198,15 +199,20 @@ class LlamaCppBackend:
             text = decoder.decode(llm.detokenize([token]))
             emit(TokenEvent(t_ns=t_ns, text=text, n_tokens=1))
             if token in self._eog and not request.force_output_length:
+                finish = "stop"
                 break
-            if i + 1 == request.max_output_tokens or cancel.is_set():
+            if i + 1 == request.max_output_tokens:
+                break
+            if cancel.is_set():
+                finish = "cancelled"
                 break
             llm.eval([token])
         perf = llama_cpp.llama_perf_context(ctx)
         emit(TokenEvent(t_ns=time.perf_counter_ns(), text="", n_tokens=0, usage=Usage(
             input_tokens=len(tokens), output_tokens=produced, source="engine",
             engine_prefill_ms=perf.t_p_eval_ms, engine_decode_ms=perf.t_eval_ms,
-            engine_prefill_tokens=perf.n_p_eval, engine_decode_tokens=perf.n_eval)),
+            engine_prefill_tokens=perf.n_p_eval, engine_decode_tokens=perf.n_eval,
+            finish_reason=finish)),
             final=True)
 
     async def stream(self, request: Request) -> AsyncIterator[TokenEvent]:

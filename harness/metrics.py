@@ -7,6 +7,7 @@ metric that is undefined for a request (TPOT with one output token) is `None`.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,9 @@ class RequestRecord:
     engine_decode_ms: float | None = None
     engine_prefill_tokens: int | None = None
     engine_decode_tokens: int | None = None
+    end_ns: int | None = None  # when the client was done with it: stream closed or error
+    finish_reason: str | None = None  # as the engine said (length, stop, ...); None: unknown
+    target_output_tokens: int | None = None  # the output length asked for
 
     @property
     def ok(self) -> bool:
@@ -93,6 +97,21 @@ class RequestRecord:
         return self.input_tokens / (ttft / 1000)
 
     @property
+    def short_output(self) -> bool | None:
+        """True when a successful request produced fewer output tokens than it asked for;
+        None for a failed request or an unknown target."""
+        if not self.ok or not self.target_output_tokens:
+            return None
+        return self.output_tokens < self.target_output_tokens
+
+    @property
+    def in_flight_ns(self) -> tuple[int, int]:
+        """(send, end) of the request as the client held it; records without `end_ns`
+        end at their last token (or, without one, at their send)."""
+        end = self.end_ns if self.end_ns is not None else (self.completed_ns or self.send_ns)
+        return self.send_ns, max(end, self.send_ns)
+
+    @property
     def send_lag_ms(self) -> float | None:
         """How late the request was sent against its open-loop schedule."""
         if self.scheduled_ns is None:
@@ -109,6 +128,7 @@ class RequestRecord:
             e2e_ms=self.e2e_ms,
             prefill_tok_s=self.prefill_tok_s,
             send_lag_ms=self.send_lag_ms,
+            short_output=self.short_output,
         )
         return data
 
@@ -151,6 +171,127 @@ def window_s(records: Sequence[RequestRecord]) -> float | None:
     start = min(r.send_ns for r in records)
     end = max(r.completed_ns for r in done if r.completed_ns is not None)
     return (end - start) / NS_PER_S if end > start else None
+
+
+# A closed-loop row whose requests in flight averaged less than this fraction of its
+# concurrency did not load the machine as labelled: it is not a capacity measurement.
+CAPACITY_MIN_FRACTION = 0.9
+
+
+def _steps(intervals: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(time, +1 or -1) for each start and end of the intervals of positive length,
+    in time order, ends before starts at the same instant."""
+    steps = [(t, d) for s, e in intervals if e > s for t, d in ((s, 1), (e, -1))]
+    steps.sort()
+    return steps
+
+
+def achieved_concurrency(intervals: Sequence[tuple[int, int]]
+                         ) -> tuple[float | None, int | None]:
+    """(time-weighted mean, peak) of the number of intervals open at once, over the window
+    from the first start to the last end; (None, None) without a window.
+
+    The mean is Σ interval lengths / window length: [0, 10] and [5, 10] give 15 / 10 = 1.5
+    in flight on average, 2 at the peak."""
+    if not intervals:
+        return None, None
+    start = min(s for s, _ in intervals)
+    end = max(e for _, e in intervals)
+    if end <= start:
+        return None, None
+    busy = sum(max(e - s, 0) for s, e in intervals)
+    peak = level = 0
+    for _, d in _steps(intervals):
+        level += d
+        peak = max(peak, level)
+    return busy / (end - start), peak
+
+
+def full_load_segments(intervals: Sequence[tuple[int, int]],
+                       n: int) -> list[tuple[int, int]]:
+    """The spans during which at least `n` intervals are open at once, in time order.
+
+    In a closed loop a stream sends its next request just after the last one ends: the
+    short dip below `n` between the two ends one span and starts the next, so the union
+    of the spans runs from the first moment all `n` streams are busy to the start of the
+    drain, less those hand-over gaps."""
+    segments: list[tuple[int, int]] = []
+    level, opened = 0, None
+    for t, d in _steps(intervals):
+        level += d
+        if level >= n and opened is None:
+            opened = t
+        elif level < n and opened is not None:
+            if t > opened:
+                segments.append((opened, t))
+            opened = None
+    return segments
+
+
+def steady_state(records: Sequence[RequestRecord],
+                 n: int) -> tuple[float, float] | None:
+    """(output tokens, seconds) while all `n` streams were busy (`full_load_segments` of
+    the requests' send-to-end spans): ramp-up and drain are left out. Tokens are counted
+    where their events arrived, in the half-open spans (start, end]; each event's tokens
+    are scaled so that a successful request's events add up to its N_out (usage is the
+    authority on the count, the events on the timing); failed requests occupy a stream
+    but add no tokens. None when all `n` were never busy at once, or no token arrived
+    while they were."""
+    segments = full_load_segments([r.in_flight_ns for r in records], n)
+    if not segments:
+        return None
+    starts = [s for s, _ in segments]
+    tokens = 0.0
+    for r in records:
+        listed = sum(r.event_tokens)
+        if not r.ok or not listed:
+            continue
+        scale = r.output_tokens / listed
+        for t, k in zip(r.event_ns, r.event_tokens):
+            i = bisect.bisect_left(starts, t) - 1  # the last span starting before t
+            if i >= 0 and t <= segments[i][1]:
+                tokens += k * scale
+    if tokens <= 0:
+        return None
+    return tokens, sum(e - s for s, e in segments) / NS_PER_S
+
+
+def capacity_ok(achieved_mean: float | None, target: int | None) -> int | None:
+    """1 when the requests in flight averaged at least CAPACITY_MIN_FRACTION of the
+    target concurrency, 0 when not (or unknown); None without a target (open loop)."""
+    if not target:
+        return None
+    return int(achieved_mean is not None and achieved_mean >= CAPACITY_MIN_FRACTION * target)
+
+
+def concurrency_summary(records: Sequence[RequestRecord],
+                        target: int | None = None) -> dict[str, Any]:
+    """In-flight truth of a scenario row: achieved concurrency (mean over repetitions of
+    each repetition's time-weighted mean; peak over all), steady-state output throughput
+    while all `target` streams were busy (mean over the repetitions that had such a
+    window) and `capacity_ok`. Without a `target` (open loop) no steady state."""
+    means: list[float] = []
+    peaks: list[int] = []
+    steady_rates: list[float] = []
+    steady_s: list[float] = []
+    for k in sorted({r.repetition for r in records}):
+        rep = [r for r in records if r.repetition == k]
+        mean_k, peak_k = achieved_concurrency([r.in_flight_ns for r in rep])
+        if mean_k is not None and peak_k is not None:
+            means.append(mean_k)
+            peaks.append(peak_k)
+        steady = steady_state(rep, target) if target else None
+        if steady is not None and steady[1] > 0:
+            steady_rates.append(steady[0] / steady[1])
+            steady_s.append(steady[1])
+    achieved = mean(means)
+    return {
+        "concurrency_achieved_mean": achieved,
+        "concurrency_achieved_peak": max(peaks) if peaks else None,
+        "output_throughput_steady_tok_s": mean(steady_rates),
+        "steady_duration_s": mean(steady_s),
+        "capacity_ok": capacity_ok(achieved, target),
+    }
 
 
 def meets_slo(r: RequestRecord, slo_ttft_ms: float | None, slo_tpot_ms: float | None) -> bool:
@@ -206,9 +347,11 @@ def scenario_summary(
     slo_ttft_ms: float | None = None,
     slo_tpot_ms: float | None = None,
     price_usd_per_mtok: tuple[float, float] | None = None,
+    target_concurrency: int | None = None,
 ) -> dict[str, Any]:
     """Summary columns of one scenario over all its repetitions; `api_cost_usd` from the
-    tokens of the successful requests × `price_usd_per_mtok` (input, output) when given.
+    tokens of the successful requests × `price_usd_per_mtok` (input, output) when given;
+    the in-flight columns of `concurrency_summary` against `target_concurrency`.
 
     Rates over windows are computed per repetition and reported as mean and std;
     percentiles are over all measured requests pooled.
@@ -260,6 +403,8 @@ def scenario_summary(
             (r.engine_decode_tokens for r in ok),
             ((r.engine_decode_ms or 0) / 1000 for r in ok)),
         "send_lag_ms_p99": percentile(lags, 99),
+        "short_outputs": sum(1 for r in ok if r.short_output),
+        **concurrency_summary(records, target_concurrency),
     }
     for name, values in (("ttft_ms", ttft), ("tpot_ms", tpot), ("e2e_ms", e2e)):
         summary[f"{name}_mean"] = mean(values)

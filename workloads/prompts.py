@@ -1,9 +1,12 @@
 """Deterministic prompt synthesis sized in tokens with the model's own tokenizer.
 
-Each prompt starts with a unique prefix (a nonce hashed from the seed, workload,
-scenario, repetition and index), so no prefix cache in any engine can skip its prefill, and continues
-with seeded English-like filler grown or trimmed until the tokenizer counts exactly the
-requested number of tokens (or the nearest it can reach).
+Each prompt starts with a unique prefix (a nonce hashed from the run id, seed, workload,
+scenario, repetition and index), so no prefix cache in any engine, and no cache a server
+or API kept from an earlier run, can skip its prefill; it continues with seeded
+English-like filler grown or trimmed until the tokenizer counts exactly the requested
+number of tokens (or the nearest it can reach). A scenario may put a deliberate common
+prefix before the nonce (`shared_prefix_tokens`: a system prompt, a RAG document) to
+measure caching on purpose; that prefix too is fresh per run.
 """
 
 from __future__ import annotations
@@ -23,9 +26,13 @@ LONG_ANSWER_INSTRUCTION = (
 )
 
 
-def unique_prefix(seed: int, workload: str, scenario: str, repetition: int, index: int) -> str:
-    """A short tag that differs for every request and is stable for a given seed."""
+def unique_prefix(seed: int, workload: str, scenario: str, repetition: int, index: int,
+                  run_id: str = "") -> str:
+    """A short tag that differs for every request and every run (`run_id`), and is stable
+    for a given run id and seed."""
     key = f"{seed}:{workload}:{scenario}:{repetition}:{index}".encode()
+    if run_id:
+        key = f"{run_id}:".encode() + key
     digest = hashlib.sha256(key).digest()
     # Eight letters: short in any tokenizer, 26^8 values, so collisions are negligible.
     nonce = "".join(chr(ord("a") + b % 26) for b in digest[:8])

@@ -18,6 +18,7 @@ from typing import Any
 from harness.errors import UserError, did_you_mean, one_line
 
 BUILTIN_DIR = Path(__file__).resolve().parent
+DEFAULT_REQUESTS_PER_STREAM = 2
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,17 @@ class Scenario:
     slo_ttft_ms: float | None = None
     slo_tpot_ms: float | None = None
     long_answer: bool = False  # ask for a long answer (hosted APIs cannot force length)
+    # Closed loop: at least this many requests per stream and repetition, so that all N
+    # streams stay busy (0: exactly `requests`, however many streams).
+    requests_per_stream: int = DEFAULT_REQUESTS_PER_STREAM
+    shared_prefix_tokens: int = 0  # a common prefix of every prompt (caching on purpose)
+
+    def requests_at(self, concurrency: int) -> int | None:
+        """Requests per closed-loop repetition at `concurrency` streams: `requests`, raised
+        to concurrency x requests_per_stream; None when bound by duration_s only."""
+        if self.requests is None:
+            return None
+        return max(self.requests, concurrency * self.requests_per_stream)
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,8 @@ _SCENARIO_KEYS: dict[str, tuple[type, ...]] = {
     "slo_ttft_ms": (int, float),
     "slo_tpot_ms": (int, float),
     "long_answer": (bool,),
+    "requests_per_stream": (int,),
+    "shared_prefix_tokens": (int,),
 }
 _DIST_KEYS = {"dist", "mean", "std", "min", "max"}
 
@@ -265,6 +279,16 @@ def _build_scenario(ctx: _Ctx, table: dict[str, Any], block: int) -> Scenario:
     if "warmup_requests" in table:
         kwargs["warmup_requests"] = _positive_int(ctx, "warmup_requests",
                                                   table["warmup_requests"], block, minimum=0)
+    for key in ("requests_per_stream", "shared_prefix_tokens"):
+        if key in table:
+            kwargs[key] = _positive_int(ctx, key, table[key], block, minimum=0)
+    shortest = (int(kwargs["input_tokens"].mean) if kwargs["input_tokens"].kind == "fixed"
+                else kwargs["input_tokens"].min)
+    if kwargs.get("shared_prefix_tokens", 0) >= shortest:
+        raise ctx.fail("shared_prefix_tokens", f"'shared_prefix_tokens' "
+                       f"({kwargs['shared_prefix_tokens']}) must be below the shortest "
+                       f"prompt ({shortest} tokens of input_tokens): the prefix is part "
+                       "of each prompt", block)
     if "duration_s" in table:
         if table["duration_s"] <= 0:
             raise ctx.fail("duration_s", "'duration_s' must be > 0", block)

@@ -6,14 +6,18 @@ the environment variable named by `--api-key-env`, extra request fields passed t
 (`ignore_eos`, `min_tokens`, ...). Usage comes from `stream_options.include_usage`;
 where a server sends none the runner counts with the model's tokenizer (a GGUF's vocab
 through llama.cpp, or a Hugging Face tokenizer) when one is known, else the events.
-A chunk holding several tokens says so in `TokenEvent.n_tokens` (from its logprobs, else
-the tokenizer) so the harness spreads its gap over them. Retries are off: a failed
+A chunk holding several tokens says so in `TokenEvent.n_tokens` (from its logprobs; no
+tokenizer runs while streaming) so the harness spreads its gap over them. Output length is
+forced the way a managed server's kind says; any other endpoint is probed once at open()
+for `ignore_eos` and `min_tokens` (`force_length = "auto"`), and the row's settings say
+what was used and what the probe saw. Retries are off: a failed
 request is recorded with its class (connection, timeout, http_401, http_429, http_5xx,
 stream_cut, bad_response) and the run goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import time
@@ -42,8 +46,18 @@ from harness.models.files import file_sha256, ftype_name
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 LOCAL_DUMMY_KEY = "local-server-needs-no-key"
-# How a request asks a server to produce exactly max_tokens (hosted APIs cannot).
-FORCE_LENGTH_FIELDS = ("none", "min_tokens", "ignore_eos", "both")
+# How a request asks a server to produce exactly max_tokens (hosted APIs cannot); auto:
+# probe once at open() which of ignore_eos and min_tokens the endpoint honours.
+FORCE_LENGTH_FIELDS = ("auto", "none", "min_tokens", "ignore_eos", "both")
+# The length probe: an answer that wants to end after a word, asked for this many tokens.
+PROBE_TOKENS = 16
+PROBE_PROMPT = "Reply with one word only: OK.\n"
+PROBE_TIMEOUT_S = 60.0
+# Seconds between /metrics samples of a llama-server's busy slots during a window.
+METRICS_SAMPLE_S = 0.5
+# How long a connection released after a response must stay open before its server is
+# trusted to keep connections alive (until then requests to it open new ones).
+POOL_PROBE_S = 0.5
 # Settings of this backend an [engine] table may hold; every other key of the table is
 # an extra request field sent as is.
 _SETTING_KEYS = {"tokenizer", "force_length", "include_usage", "max_tokens_field",
@@ -60,7 +74,7 @@ class OpenAIConfig:
     endpoint: str | None = None  # completions | chat | None: chat when the request says so
     timeout_s: float = 600.0
     tokenizer: str | None = None  # GGUF path, tokenizer.json, or a Hugging Face id/dir
-    force_length: str = "none"  # none | min_tokens | ignore_eos | both
+    force_length: str = "none"  # auto | none | min_tokens | ignore_eos | both
     include_usage: bool = True
     max_tokens_field: str = "max_tokens"  # or max_completion_tokens (newer hosted models)
     check_model: bool = True  # ask GET /models whether the model is served
@@ -107,7 +121,10 @@ def config_from_settings(settings: BenchSettings, endpoint: Endpoint | None = No
         raise UserError(f"--base-url {base_url!r} is not an http(s) URL; e.g. "
                         "http://127.0.0.1:8000/v1")
     server = dict(endpoint.info) if endpoint is not None else {}
-    force_default = (endpoint.force_length if endpoint is not None else None) or "none"
+    # A managed server of a known kind says how it forces length; any other endpoint
+    # (--base-url, --server command) is probed (auto).
+    force_default = (endpoint.force_length if endpoint is not None else None) or "auto"
+    force_engine = engine.pop("force_length", None)
     tokenizer = settings.tokenizer or engine.pop("tokenizer", None)
     if tokenizer is None and endpoint is not None:
         tokenizer = endpoint.tokenizer
@@ -117,7 +134,7 @@ def config_from_settings(settings: BenchSettings, endpoint: Endpoint | None = No
         "endpoint": settings.endpoint or engine.pop("endpoint", None),
         "timeout_s": float(settings.timeout or 600.0),
         "tokenizer": tokenizer,
-        "force_length": engine.pop("force_length", force_default),
+        "force_length": settings.force_length or force_engine or force_default,
         "server": server,
     }
     for key in ("include_usage", "max_tokens_field", "check_model", "temperature",
@@ -150,6 +167,9 @@ class OpenAIBackend:
         self.client: Any = None
         self.tokenizer: Tokenizer | None = None
         self._api_key = self._read_key()
+        # How force_length was decided: what the probe saw, or why there was none.
+        self.force_length_probe = ("not probed: set by the managed server or the settings"
+                                   if self.config.force_length != "auto" else "")
 
     def _read_key(self) -> str:
         """The key from the named environment variable; a dummy for loopback servers."""
@@ -178,6 +198,8 @@ class OpenAIBackend:
                 await self._check_model(openai)
             if cfg.tokenizer:
                 self.tokenizer = Tokenizer(cfg.tokenizer)
+            if cfg.force_length == "auto":
+                await self._probe_force_length()
         except BaseException:
             await self.close()  # the caller gets no backend to close
             raise
@@ -238,6 +260,51 @@ class OpenAIBackend:
             raise UserError(f"model '{cfg.model}' is not served by {url} (--model); it "
                             f"serves: {shown}." + did_you_mean(cfg.model, ids))
 
+    async def _probe_force_length(self) -> None:
+        """Find out whether this endpoint honours `ignore_eos` and `min_tokens`: one short
+        request with each, asking for PROBE_TOKENS tokens of an answer that would end
+        after a word. A field is honoured when its answer holds all PROBE_TOKENS tokens
+        (a rejected field, HTTP 400, is not). `force_length` becomes what works (both,
+        one, or none) and `force_length_probe` says what each probe returned."""
+        honoured: list[str] = []
+        seen: list[str] = []
+        for name, value in (("ignore_eos", True), ("min_tokens", PROBE_TOKENS)):
+            request = Request(request_id=f"probe-{name}", prompt=PROBE_PROMPT,
+                              input_tokens=0, max_output_tokens=PROBE_TOKENS,
+                              force_output_length=False, extra={name: value})
+            try:
+                async with asyncio.timeout(min(self.config.timeout_s, PROBE_TIMEOUT_S)):
+                    n_out, finish = await self._answer_length(request)
+            except RequestError as exc:
+                seen.append(f"{name}: {exc.kind} ({short(str(exc), 80)}): not honoured")
+                continue
+            except TimeoutError:
+                seen.append(f"{name}: no answer within {PROBE_TIMEOUT_S:g} s: not honoured")
+                continue
+            ok = n_out >= PROBE_TOKENS
+            if ok:
+                honoured.append(name)
+            seen.append(f"{name}: {n_out}/{PROBE_TOKENS} tokens (finish_reason "
+                        f"{finish or '?'}): {'honoured' if ok else 'not honoured'}")
+        self.config.force_length = ("both" if len(honoured) == 2 else
+                                    honoured[0] if honoured else "none")
+        self.force_length_probe = "; ".join(seen)
+
+    async def _answer_length(self, request: Request) -> tuple[int, str | None]:
+        """(output tokens, finish reason) of one request: the server's usage, else the
+        tokenizer's count of the text, else the number of chunks."""
+        texts: list[str] = []
+        listed, usage = 0, None
+        async for event in self.stream(request):
+            texts.append(event.text)
+            listed += event.n_tokens
+            usage = event.usage or usage
+        if usage is not None and usage.output_tokens is not None:
+            return int(usage.output_tokens), usage.finish_reason
+        counted = self.count_tokens("".join(texts)) if texts else None
+        return (counted if counted is not None else listed,
+                usage.finish_reason if usage is not None else None)
+
     def _info(self, sdk_version: str) -> BackendInfo:
         cfg = self.config
         server = cfg.server
@@ -257,6 +324,7 @@ class OpenAIBackend:
             "base_url": public_url(cfg.base_url), "endpoint": cfg.endpoint or "per scenario",
             "api_key_env": cfg.api_key_env, "timeout_s": cfg.timeout_s,
             "tokenizer": cfg.tokenizer or "", "force_length": cfg.force_length,
+            "force_length_probe": self.force_length_probe,
             # none: the server may stop early; N_out is what it produced (long_answer)
             "output_length_forced": cfg.force_length != "none",
             "include_usage": cfg.include_usage, "max_tokens_field": cfg.max_tokens_field,
@@ -309,7 +377,7 @@ class OpenAIBackend:
 
     async def stream(self, request: Request) -> AsyncIterator[TokenEvent]:
         """Send one streaming request; yield an event per chunk with content, then one
-        carrying the usage when the server sent it.
+        carrying the usage (counts as far as the server sent them, the finish reason).
 
         The official client sends the request (auth, errors by status); the server-sent
         events are read from the raw response and parsed here, which costs a fraction
@@ -324,8 +392,9 @@ class OpenAIBackend:
             response = await manager.__aenter__()
         except Exception as exc:  # noqa: BLE001 - classified, recorded by the runner
             raise classify_error(exc) from None
-        parser = ChunkParser(chat=endpoint == "chat", count=(
-            self.tokenizer.count if self.tokenizer is not None else None))
+        # No tokenizer while streaming: a chunk counts its logprobs or one token; where
+        # the server sends no usage the runner counts the text after the request ended.
+        parser = ChunkParser(chat=endpoint == "chat")
         try:
             async for data in response.iter_bytes():
                 t_ns = time.perf_counter_ns()
@@ -343,14 +412,15 @@ class OpenAIBackend:
                 pass
         if not parser.finished:
             raise RequestError("stream_cut", "the stream ended without a finish_reason")
-        if parser.usage is not None:
-            yield TokenEvent(t_ns=time.perf_counter_ns(), text="", n_tokens=0,
-                             usage=self._usage(parser.usage))
+        yield TokenEvent(t_ns=time.perf_counter_ns(), text="", n_tokens=0,
+                         usage=self._usage(parser.usage, parser.finish_reason))
 
-    def _usage(self, raw: dict[str, Any]) -> Usage:
+    def _usage(self, raw: dict[str, Any] | None, finish_reason: str | None = None) -> Usage:
+        raw = raw or {}
         n_in = raw.get("prompt_tokens")
         n_out = raw.get("completion_tokens")
-        return Usage(input_tokens=n_in, output_tokens=n_out, source="engine")
+        return Usage(input_tokens=n_in, output_tokens=n_out, source="engine",
+                     finish_reason=finish_reason)
 
     async def close(self) -> None:
         if self.client is not None:

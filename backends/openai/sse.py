@@ -20,7 +20,8 @@ class ChunkParser:
     Feed it the bytes as they arrive; it keeps partial events for the next feed. A
     chunk's token count comes from its logprobs when it lists them, else from the
     tokenizer (`count`), else 1 per chunk with text. It remembers whether a
-    finish_reason was seen, whether `[DONE]` arrived, and the last usage object.
+    finish_reason was seen (and which), whether `[DONE]` arrived, and the last usage
+    object.
     """
 
     def __init__(self, chat: bool, count: Any = None) -> None:
@@ -28,6 +29,7 @@ class ChunkParser:
         self.buffer = b""
         self.done = False
         self.finished = False
+        self.finish_reason: str | None = None  # of the final chunk: length, stop, ...
         self.usage: dict[str, Any] | None = None
 
     def feed(self, data: bytes) -> list[tuple[str, int]]:
@@ -87,6 +89,7 @@ class ChunkParser:
             listed = logprobs.get("tokens") if isinstance(logprobs, dict) else None
         if choice.get("finish_reason"):
             self.finished = True
+            self.finish_reason = str(choice["finish_reason"])
         if listed:
             n = len(listed)
         elif not text:

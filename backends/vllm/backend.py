@@ -340,7 +340,8 @@ class VLLMBackend:
             engine_prefill_tokens=n_in if sched else None,
             engine_decode_tokens=n_out - 1 if sched and n_out > 1 else None,
             extra={"finish_reason": comp.finish_reason,
-                   "queued_ms": ((sched - send_ns) / 1e6) if sched else None})
+                   "queued_ms": ((sched - send_ns) / 1e6) if sched else None},
+            finish_reason=comp.finish_reason)
         if n_out <= 1:
             events = [TokenEvent(t_ns=last, text=comp.text, n_tokens=max(n_out, 1),
                                  usage=usage)]

@@ -49,6 +49,7 @@ class Setting:
     flag: bool = True  # has a command-line flag
     toml: bool = True  # may be set in a --config file
     metavar: str | None = None
+    words: tuple[str, ...] = ()  # words taken instead of a value (concurrency: auto)
 
     @property
     def flag_name(self) -> str:
@@ -67,11 +68,18 @@ SETTINGS: tuple[Setting, ...] = (
             "PyPI", _WHAT),
     Setting("workload", "str", "built-in name (smoke, default, chat, rag, long-context) or a "
             ".toml file (default: default)", _WHAT),
-    Setting("concurrency", "ints", "closed-loop requests in flight; a list sweeps: 1,4,8",
-            _LOAD, minimum=1, unit="requests"),
+    Setting("concurrency", "ints", "closed-loop requests in flight; a list sweeps: 1,4,8; "
+            "auto: double from 1 until output throughput grows < 5%%, an SLO breaks (p90) "
+            "or --max-concurrency, and mark the knee row", _LOAD, minimum=1,
+            unit="requests", words=("auto",)),
+    Setting("max_concurrency", "int", "cap of --concurrency auto (default 64)", _LOAD,
+            minimum=1, unit="requests"),
     Setting("rate", "floats", "open-loop arrivals per second; a list sweeps: 0.5,1,2", _LOAD,
             positive=True, unit="requests/s"),
     Setting("requests", "int", "requests per repetition", _LOAD, minimum=1),
+    Setting("requests_per_stream", "int", "closed loop: at least this many requests per "
+            "stream and repetition, so all N streams stay busy (default 2; 0: exactly "
+            "--requests)", _LOAD, minimum=0),
     Setting("repetitions", "int", "measured repetitions", _LOAD, minimum=1),
     Setting("warmup", "int", "warmup requests per load level", _LOAD, minimum=0),
     Setting("slo_ttft_ms", "float", "TTFT SLO for goodput", _LOAD, positive=True, unit="ms"),
@@ -115,6 +123,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server_timeout", "float", "seconds a managed server may take to become healthy "
             "(default 120 for llama-cpp-python, 900 for vllm, 300 for a command)", _SRV,
             owner=SERVER, positive=True, unit="s"),
+    Setting("force_length", "choice", "openai backend: how requests ask for exact output "
+            "lengths; auto (default for --base-url and --server command): probe once whether "
+            "the endpoint honours ignore_eos / min_tokens and use what works", _SRV,
+            owner=OPENAI, choices=("auto", "none", "min_tokens", "ignore_eos", "both")),
     Setting("tokenizer", "str", "openai backend: count tokens with this GGUF or Hugging Face "
             "tokenizer when the server sends no usage", _SRV, owner=OPENAI),
     Setting("api", "str", "price catalog name of the API measured (prices api_cost_usd; "
@@ -136,8 +148,9 @@ TOML_KEYS: tuple[str, ...] = tuple(s.name for s in SETTINGS if s.toml)
 
 
 def _field_type(s: Setting) -> Any:
-    return {"str": str, "int": int, "float": float, "bool": bool, "choice": str,
-            "ints": tuple, "floats": tuple, "path": Path, "table": dict}[s.kind] | None
+    typ = {"str": str, "int": int, "float": float, "bool": bool, "choice": str,
+           "ints": tuple, "floats": tuple, "path": Path, "table": dict}[s.kind]
+    return typ | str | None if s.words else typ | None
 
 
 _Base = make_dataclass(
@@ -217,11 +230,14 @@ def check_value(key: str, value: Any, where: str) -> Any:
                     else f"a number >= {s.minimum or 0:g}")
             raise UserError(f"{where} must be {rule}, got {_show(value)}")
         return float(value)
+    if isinstance(value, str) and value.strip().lower() in s.words:
+        return value.strip().lower()
     if s.kind == "ints":
         items = value if isinstance(value, (list, tuple)) else [value]
         if not items or not all(_is_int(v) and v >= 1 for v in items):
-            raise UserError(f"{where} takes integers >= 1 like 1,4,8 (a list sweeps), got "
-                            f"{_show(value)}")
+            words = "".join(f" or {w}" for w in s.words)
+            raise UserError(f"{where} takes integers >= 1 like 1,4,8 (a list sweeps){words}, "
+                            f"got {_show(value)}")
         return tuple(items)
     if s.kind == "floats":
         items = value if isinstance(value, (list, tuple)) else [value]
@@ -257,14 +273,19 @@ def credential_key_error(path: Path, key: str) -> UserError:
 # -- argparse and TOML -----------------------------------------------------------------
 
 
-def _int_list(flag: str) -> Any:
-    def parse(text: str) -> tuple[int, ...]:
+def _int_list(flag: str, words: tuple[str, ...] = ()) -> Any:
+    also = "".join(f" or {w}" for w in words)
+
+    def parse(text: str) -> tuple[int, ...] | str:
+        if text.strip().lower() in words:
+            return text.strip().lower()
         try:
             values = tuple(int(v) for v in text.split(",") if v.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} takes integers like 1,4,8") from None
+            raise argparse.ArgumentTypeError(f"{flag} takes integers like 1,4,8{also}"
+                                             ) from None
         if not values or any(v < 1 for v in values):
-            raise argparse.ArgumentTypeError(f"{flag} takes integers >= 1 like 1,4,8")
+            raise argparse.ArgumentTypeError(f"{flag} takes integers >= 1 like 1,4,8{also}")
         return values
     return parse
 
@@ -304,7 +325,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         elif s.kind == "choice":
             kwargs["choices"] = list(s.choices)
         elif s.kind == "ints":
-            kwargs["type"] = _int_list(s.flag_name)
+            kwargs["type"] = _int_list(s.flag_name, s.words)
         elif s.kind == "floats":
             kwargs["type"] = _float_list(s.flag_name)
         elif s.kind == "path":

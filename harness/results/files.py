@@ -2,9 +2,13 @@
 
 Layout: `<output>/<machine_id>/machine.json` and, per run,
 `<run_id>_<workload>.csv`, `<run_id>_<workload>.requests.jsonl`,
-`<run_id>_<workload>.power.jsonl`. JSONL lines are flushed and fsynced one by one and
-the CSV is rewritten to a temporary file and renamed after each scenario, so a run that
-is interrupted or killed leaves valid files holding everything that completed.
+`<run_id>_<workload>.power.jsonl`. Requests are handed to a writer thread (the event
+loop that times other streams does no file I/O): it writes each line and hands it to
+the operating system as it comes, and at the end of each scenario the requests file is
+fsynced before the CSV is rewritten to a temporary file and renamed. A run that is
+interrupted or killed leaves valid files: every row counts exactly the requests of the
+JSONL, and every completed request is in it unless the process was killed within the
+moment between a request's end and its line's write.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ import csv
 import json
 import math
 import os
+import queue
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,21 +119,86 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 class JsonlWriter:
-    """Append-only JSON lines (secrets masked), each flushed and fsynced as written."""
+    """Append-only JSON lines (secrets masked), each flushed (and fsynced unless
+    `sync=False`: then `sync()` makes them durable) as written."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._f = open(path, "a", encoding="utf-8")
 
-    def write(self, obj: dict[str, Any]) -> None:
+    def write(self, obj: dict[str, Any], sync: bool = True) -> None:
         self._f.write(json.dumps(redact_obj(obj), default=str, allow_nan=False) + "\n")
         self._f.flush()
-        os.fsync(self._f.fileno())
+        if sync:
+            os.fsync(self._f.fileno())
+
+    def sync(self) -> None:
+        if not self._f.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
 
     def close(self) -> None:
         if not self._f.closed:
             self._f.close()
+
+
+class _Sync:
+    """A marker in the writer's queue: fsync, then set `done`."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class BackgroundJsonl:
+    """A JsonlWriter fed through a queue by a writer thread: `put` costs the caller a
+    queue append; the thread builds each line (an item may be a dict or a function
+    returning one), writes and flushes it; `sync()` waits until every line put before it
+    is written and fsynced. A write that failed is raised by the next `sync()`."""
+
+    def __init__(self, path: Path) -> None:
+        self.writer = JsonlWriter(path)
+        self.path = path
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="jsonl-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                if isinstance(item, _Sync):
+                    try:
+                        self.writer.sync()
+                    finally:
+                        item.done.set()
+                    continue
+                self.writer.write(item() if callable(item) else item, sync=False)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller by sync()
+                self._error = self._error or exc
+
+    def put(self, item: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+        self._queue.put(item)
+
+    def sync(self) -> None:
+        """Every line put so far written and fsynced; a failed write raised here."""
+        if self._thread.is_alive():
+            marker = _Sync()
+            self._queue.put(marker)
+            marker.done.wait()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.sync()
+            self._queue.put(None)
+            self._thread.join()
+        self.writer.close()
 
 
 class RunFiles:
@@ -145,17 +217,26 @@ class RunFiles:
         self.server_metrics_path = self.dir / f"{stem}.server_metrics.json"
         self.server_metrics: list[dict[str, Any]] = []
         self.rows: list[dict[str, Any]] = []
-        self.requests = JsonlWriter(self.requests_path)
+        self.requests = BackgroundJsonl(self.requests_path)
         self._power: JsonlWriter | None = None
         atomic_write_text(self.machine_path, json.dumps(machine, indent=2, default=str) + "\n")
 
-    def add_request(self, record: dict[str, Any]) -> None:
-        self.requests.write(record)
+    def add_request(self, record: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+        """Queue one request's line for the writer thread (a dict, or a function that
+        builds it there); durable at the next `sync()` (every `add_row` syncs first)."""
+        self.requests.put(record)
+
+    def sync(self) -> None:
+        """Every request and power line added so far written and fsynced."""
+        self.requests.sync()
+        if self._power is not None:
+            self._power.sync()
 
     def add_power_sample(self, sample: dict[str, Any]) -> None:
+        """Append one power sample (fsynced with the scenario's row)."""
         if self._power is None:
             self._power = JsonlWriter(self.power_path)
-        self._power.write(sample)
+        self._power.write(sample, sync=False)
 
     def add_server_metrics(self, entry: dict[str, Any]) -> None:
         """Append one load level's engine-side metrics (vLLM /metrics) and rewrite the
@@ -165,7 +246,9 @@ class RunFiles:
                           json.dumps(self.server_metrics, indent=1, default=str) + "\n")
 
     def add_row(self, row: dict[str, Any]) -> None:
-        """Append a scenario row and rewrite the CSV atomically."""
+        """Append a scenario row and rewrite the CSV atomically, after every request line
+        added before it is on disk (the row never counts a request the JSONL lacks)."""
+        self.sync()
         self.rows.append(row)
         self.flush_rows()
 

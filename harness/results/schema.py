@@ -52,6 +52,18 @@ FIELDS: list[tuple[str, str, str]] = [
     ("load_mode", "str", "closed (concurrency) | open (arrival rate) | batch (offline engine)"),
     ("concurrency", "int", "requests in flight (closed loop) or cap (open loop)"),
     ("request_rate_rps", "float", "open-loop arrival rate; empty for closed loop"),
+    ("concurrency_achieved_mean", "float", "requests in flight, time-weighted mean over "
+     "each repetition's window (first send to last end), mean over repetitions"),
+    ("concurrency_achieved_peak", "int", "most requests in flight at once"),
+    ("capacity_ok", "int", "1 when the achieved mean is >= 90% of the target concurrency "
+     "(closed loop, batch), 0 when not (or serialized in process): not a capacity; empty "
+     "for open loop"),
+    ("knee", "int", "--concurrency auto: 1 on the knee row of the sweep, 0 on the others; "
+     "empty otherwise"),
+    ("requests_per_stream", "int", "closed loop: each repetition sends at least this many "
+     "requests per stream (requests = max(requests, concurrency x this))"),
+    ("shared_prefix_tokens", "int", "tokens of a common prefix every prompt of the "
+     "scenario starts with (0: none; each prompt is fresh per run)"),
     ("input_tokens_target", "int", "mean requested prompt length"),
     ("output_tokens_target", "int", "requested output length"),
     ("repetitions", "int", "measured repetitions"),
@@ -66,11 +78,16 @@ FIELDS: list[tuple[str, str, str]] = [
     ("error_kinds", "str", "kind=count;... of failed requests"),
     ("input_tokens", "int", "sum of prompt tokens of measured requests"),
     ("output_tokens", "int", "sum of output tokens of measured requests"),
+    ("short_outputs", "int", "successful requests that produced fewer output tokens than "
+     "asked for"),
     ("duration_s", "float", "mean measured window per repetition"),
     # throughput
     ("request_throughput_rps", "float", "completed requests / window"),
     ("output_throughput_tok_s", "float", "sum N_out / (last completion - first send)"),
     ("output_throughput_tok_s_std", "float", "std over repetitions"),
+    ("output_throughput_steady_tok_s", "float", "output tokens / time while all N streams "
+     "were busy (ramp-up and drain excluded); mean over repetitions"),
+    ("steady_duration_s", "float", "mean time per repetition that all N streams were busy"),
     ("total_throughput_tok_s", "float", "(input + output tokens) / window"),
     ("total_throughput_tok_s_std", "float", "std over repetitions"),
     ("prefill_tok_s", "float", "mean per-request input tokens / TTFT"),

@@ -19,6 +19,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from backends.base import Backend, BatchResult, Request, RequestError, Usage
@@ -30,6 +31,19 @@ from workloads.spec import Scenario
 
 ARRIVALS = ("poisson", "gamma", "constant")
 LAG_WARN_MS = 10.0  # a p99 send lag beyond this (or beyond 10% of the mean gap) is behind
+# Open loop: requests in flight when a scenario sets no max_in_flight. It bounds a run
+# against a server that stopped answering, and never throttles a sane offered rate (it is
+# the openai client's own connection-pool size: beyond it requests wait in the client).
+DEFAULT_MAX_IN_FLIGHT = 1000
+
+
+@dataclass
+class OpenLoopStats:
+    """What the open loop saw: arrivals sent, and how many found the in-flight cap full
+    (they waited for a slot, so the offered rate was lower than configured)."""
+
+    arrivals: int = 0
+    throttled: int = 0
 
 
 def arrival_gaps_s(kind: str, rate_rps: float, burstiness: float = 1.0,
@@ -103,12 +117,24 @@ def lag_note(records: Sequence[RequestRecord], rate_rps: float,
             "offered rate was lower than configured")
 
 
+def throttle_note(stats: OpenLoopStats, max_in_flight: int) -> str | None:
+    """A note when arrivals found the open loop's in-flight cap full, else None."""
+    if not stats.throttled:
+        return None
+    return (f"the cap of {max_in_flight} requests in flight (max_in_flight) held back "
+            f"{stats.throttled}/{stats.arrivals} arrivals until a request ended: the offered "
+            "rate was lower than configured")
+
+
 async def run_open_loop(backend: Any, make_request: Callable[[int], Request], scenario: Any,
                         point: Any, repetition: int, timeout_s: float,
-                        on_record: Callable[[RequestRecord], None]) -> list[RequestRecord]:
+                        on_record: Callable[[RequestRecord], None],
+                        stats: OpenLoopStats | None = None) -> list[RequestRecord]:
     """Send requests at `point.rate_rps` on the scenario's arrival schedule, at most
     `point.concurrency` in flight, until `scenario.requests` were sent or
-    `scenario.duration_s` elapsed; wait for all to finish; return their records."""
+    `scenario.duration_s` elapsed; wait for all to finish; return their records.
+    `stats` counts the arrivals and those that found the cap full."""
+    stats = stats if stats is not None else OpenLoopStats()
     rate = float(point.rate_rps)
     count = scenario.requests
     duration_s = scenario.duration_s
@@ -145,6 +171,9 @@ async def run_open_loop(backend: Any, make_request: Callable[[int], Request], sc
             wait_s = (scheduled_ns - time.perf_counter_ns()) / NS_PER_S
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
+            stats.arrivals += 1
+            if cap.locked():
+                stats.throttled += 1
             await cap.acquire()  # at the cap, this arrival waits: its lag records it
             tasks.append(asyncio.create_task(send(request, scheduled_ns)))
             index += 1
@@ -168,7 +197,8 @@ async def measure_request(backend: Backend, request: Request, scenario: str,
     after the first)."""
     record = RequestRecord(request_id=request.request_id, scenario=scenario,
                            repetition=repetition, send_ns=time.perf_counter_ns(),
-                           input_tokens=request.input_tokens, scheduled_ns=scheduled_ns)
+                           input_tokens=request.input_tokens, scheduled_ns=scheduled_ns,
+                           target_output_tokens=request.max_output_tokens)
     usage: Usage | None = None
     texts: list[str] = []
 
@@ -205,28 +235,49 @@ async def measure_request(backend: Backend, request: Request, scenario: str,
         record.error, record.error_message = "timeout", f"no completion within {timeout_s:g} s"
     except RequestError as exc:
         record.error, record.error_message = exc.kind, str(exc)
+    record.end_ns = time.perf_counter_ns()
     if record.error is None and not record.event_ns:
         record.error, record.error_message = "empty_response", "the stream held no tokens"
-    _apply_usage(record, usage, "".join(texts), backend)
+    counted = None
+    if (usage is None or usage.output_tokens is None) and texts:
+        # No usage from the server: the model's tokenizer counts, after the request
+        # ended and in a worker thread, never on the event loop other streams run on.
+        counted = await asyncio.to_thread(_tokenize_events, backend, texts,
+                                          list(record.event_tokens))
+    _apply_usage(record, usage, counted)
     return record
 
 
-def _apply_usage(record: RequestRecord, usage: Usage | None, text: str,
-                 backend: Backend) -> None:
-    """N_out from the engine's usage, else the model's tokenizer, else event counts."""
+def _tokenize_events(backend: Backend, texts: list[str],
+                     listed: list[int]) -> tuple[int, list[int]] | None:
+    """(tokens of the whole text, tokens of each event) by the backend's tokenizer, or
+    None without one. An event that listed several tokens (its logprobs) keeps its count;
+    the others, counted as one token each while streaming, are counted by the tokenizer."""
+    total = backend.count_tokens("".join(texts))
+    if total is None:
+        return None
+    per_event = [k if k > 1 else max(1, backend.count_tokens(text) or 0) if text else k
+                 for text, k in zip(texts, listed)]
+    return total, per_event
+
+
+def _apply_usage(record: RequestRecord, usage: Usage | None,
+                 counted: tuple[int, list[int]] | None = None) -> None:
+    """N_out from the engine's usage, else the model's tokenizer (`counted`: the whole
+    text's count and each event's), else event counts; the finish reason from usage."""
     if usage is not None and usage.input_tokens is not None:
         record.input_tokens = usage.input_tokens
     if usage is not None and usage.output_tokens is not None:
         record.output_tokens = usage.output_tokens
         record.token_count_source = usage.source
+    elif counted is not None:
+        record.output_tokens, record.token_count_source = counted[0], "tokenizer"
+        record.event_tokens = counted[1]
     else:
-        counted = backend.count_tokens(text) if text else None
-        if counted is not None:
-            record.output_tokens, record.token_count_source = counted, "tokenizer"
-        else:
-            record.output_tokens = sum(record.event_tokens)
-            record.token_count_source = "events"
+        record.output_tokens = sum(record.event_tokens)
+        record.token_count_source = "events"
     if usage is not None:
+        record.finish_reason = usage.finish_reason
         record.engine_prefill_ms = usage.engine_prefill_ms
         record.engine_decode_ms = usage.engine_decode_ms
         record.engine_prefill_tokens = usage.engine_prefill_tokens
@@ -300,7 +351,8 @@ async def run_batch_repetition(backend: Backend, factory: PromptFactory,
         request = result.request
         record = RequestRecord(request_id=request.request_id, scenario=scenario.name,
                                repetition=rep, send_ns=result.send_ns,
-                               input_tokens=request.input_tokens)
+                               input_tokens=request.input_tokens,
+                               target_output_tokens=request.max_output_tokens)
         usage, texts = None, []
         for event in result.events:
             if event.n_tokens > 0 or event.text:
@@ -313,11 +365,16 @@ async def run_batch_repetition(backend: Backend, factory: PromptFactory,
             record.error, record.error_message = result.error.kind, str(result.error)
         elif not record.event_ns:
             record.error, record.error_message = "empty_response", "the batch held no tokens"
-        _apply_usage(record, usage, "".join(texts), backend)
+        record.end_ns = record.completed_ns or result.send_ns
+        counted = None
+        if (usage is None or usage.output_tokens is None) and texts:
+            counted = _tokenize_events(backend, texts, list(record.event_tokens))
+        _apply_usage(record, usage, counted)
         on_record(record)
 
 
 
-__all__ = ["ARRIVALS", "measure_request", "run_closed_loop", "run_batch_repetition",
+__all__ = ["ARRIVALS", "DEFAULT_MAX_IN_FLIGHT", "OpenLoopStats", "throttle_note",
+           "measure_request", "run_closed_loop", "run_batch_repetition",
            "arrival_gaps_s", "arrival_offsets_s", "lag_note", "run_open_loop",
            "schedule_seed"]

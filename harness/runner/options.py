@@ -25,6 +25,9 @@ class RunOptions:
     # (input, output) USD per million tokens of the API measured, looked up once by the
     # bench command; api_cost_usd = tokens x price (None: not a priced API)
     price_usd_per_mtok: tuple[float, float] | None = None
+    # --concurrency auto: closed-loop concurrency doubled from 1 up to `max_concurrency`
+    concurrency_auto: bool = False
+    max_concurrency: int = 64
 
 
 @dataclass

@@ -1,6 +1,8 @@
-"""The runner: warmup, repetitions, closed-loop concurrency, sweeps; power meters wrap
-only the measured phase. Each request is written to JSONL as it completes and each
-scenario's row to the CSV as it ends, so an interrupted run keeps what it measured.
+"""The runner: warmup, repetitions, closed-loop concurrency, sweeps (and the saturation
+sweep of `--concurrency auto`); power meters wrap only the measured phase. Each request
+is handed to the result files' writer thread as it completes (no file I/O on the event
+loop) and each scenario's row is written to the CSV as it ends, after the requests it
+counts are on disk, so an interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -9,29 +11,40 @@ import asyncio
 import json
 import resource
 import sys
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from backends.base import Backend, BackendInfo, BatchBackend, Request, ServerMetricsBackend
 from harness import __version__
-from harness.metrics import RequestRecord, scenario_summary
+from harness.errors import UserError
+from harness.metrics import CAPACITY_MIN_FRACTION, RequestRecord, scenario_summary
 from harness.power import PowerSession
 from harness.power.columns import per_token_columns
 from harness.results.files import RunFiles
 from harness.results.machine import harness_commit, load_avg_1m
 from harness.results.schema import empty_row
 from harness.runner.load import (
+    DEFAULT_MAX_IN_FLIGHT,
+    OpenLoopStats,
     lag_note,
     measure_request,
     run_batch_repetition,
     run_closed_loop,
     run_open_loop,
+    throttle_note,
 )
 from harness.runner.options import STALL_TIMEOUT_S, RunOptions, RunState, SweepPoint
 from workloads.requests import PromptFactory
 from workloads.spec import Scenario, Workload
+
+# --concurrency auto stops when doubling N grows output throughput by less than this.
+GROWTH_MIN = 0.05
+PROGRESS_REDRAW_S = 0.25  # a terminal's progress line is redrawn at most this often
 
 
 def utc_now() -> str:
@@ -44,17 +57,24 @@ def new_run_id() -> str:
 
 
 class Progress:
-    """One status line on stderr (redrawn on a terminal, one line per step otherwise)."""
+    """One status line on stderr (redrawn on a terminal at most every PROGRESS_REDRAW_S,
+    one line per step otherwise): little terminal I/O while requests are timed."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
         self.last = ""
+        self.drawn_s = 0.0
 
     def update(self, text: str, final: bool = False) -> None:
         if self.quiet:
             return
         if self.tty:
+            now = time.monotonic()
+            if not final and now - self.drawn_s < PROGRESS_REDRAW_S:
+                self.last = text
+                return
+            self.drawn_s = now
             sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
             sys.stderr.flush()
         elif final or text.split("]")[0] != self.last.split("]")[0]:
@@ -64,11 +84,61 @@ class Progress:
 
 
 def sweep_points(scenario: Scenario) -> list[SweepPoint]:
-    """Closed-loop points for each concurrency, or open-loop points for each rate."""
+    """Closed-loop points for each concurrency, or open-loop points for each rate (at
+    most `max_in_flight` in flight, default DEFAULT_MAX_IN_FLIGHT)."""
     if scenario.rate_rps:
-        cap = scenario.max_in_flight or max(scenario.concurrency)
+        cap = scenario.max_in_flight or DEFAULT_MAX_IN_FLIGHT
         return [SweepPoint(concurrency=cap, rate_rps=r) for r in scenario.rate_rps]
     return [SweepPoint(concurrency=c) for c in scenario.concurrency]
+
+
+def auto_levels(cap: int) -> list[int]:
+    """The concurrencies --concurrency auto may visit: 1, 2, 4, ... and the cap itself."""
+    levels, n = [], 1
+    while n < cap:
+        levels.append(n)
+        n *= 2
+    return levels + [cap]
+
+
+def slo_breach(row: dict[str, Any], slo_ttft_ms: float | None,
+               slo_tpot_ms: float | None) -> str | None:
+    """Which SLO a row's p90 TTFT or TPOT breaks, in words; None when it meets them."""
+    for name, limit in (("TTFT", slo_ttft_ms), ("TPOT", slo_tpot_ms)):
+        p90 = row.get(f"{name.lower()}_ms_p90")
+        if limit is not None and p90 is not None and p90 > limit:
+            return f"{name} p90 {p90:.4g} ms > SLO {limit:g} ms"
+    return None
+
+
+def knee_step(previous: dict[str, Any] | None, row: dict[str, Any],
+              slo_ttft_ms: float | None, slo_tpot_ms: float | None,
+              at_cap: bool) -> tuple[str | None, str]:
+    """Where the saturation sweep stands after `row` (the next doubling of `previous`):
+    (None, "") to go on, or ("previous" | "this", why) to stop with the knee at that row.
+
+    It stops when a request failed or an SLO broke at this load (the knee is the load
+    before; this row when there is none), when doubling the concurrency grew output
+    throughput by less than GROWTH_MIN (the knee is the smaller load: the larger one
+    bought latency, not throughput), or at the cap (this row)."""
+    c = row.get("concurrency")
+    earlier = "previous" if previous is not None else "this"
+    if row.get("errors"):
+        return earlier, f"{row['errors']} request(s) failed at c={c}"
+    broke = slo_breach(row, slo_ttft_ms, slo_tpot_ms)
+    if broke:
+        return earlier, f"{broke} at c={c}" + (
+            "" if previous is not None else ": no load level met the SLO")
+    rate = row.get("output_throughput_tok_s")
+    if previous is not None:
+        before = previous.get("output_throughput_tok_s")
+        if before and rate is not None and rate < before * (1 + GROWTH_MIN):
+            return "previous", (f"c={previous.get('concurrency')} -> c={c} grew output "
+                                f"throughput {rate / before - 1:+.1%} "
+                                f"({before:.4g} -> {rate:.4g} tok/s), < {GROWTH_MIN:.0%}")
+    if at_cap:
+        return "this", f"reached --max-concurrency {c} with throughput still growing"
+    return None, ""
 
 
 def context_row(machine: dict[str, Any], info: BackendInfo, run_id: str) -> dict[str, Any]:
@@ -89,127 +159,246 @@ def context_row(machine: dict[str, Any], info: BackendInfo, run_id: str) -> dict
     return row
 
 
+def _add_note(row: dict[str, Any], note: str) -> None:
+    row["notes"] = "; ".join(n for n in (row.get("notes") or "", note) if n)
+
+
+@dataclass
+class _Run:
+    """What every load level of one `run_workload` call shares."""
+
+    backend: Backend
+    info: BackendInfo
+    workload: Workload
+    files: RunFiles
+    run_id: str
+    power: PowerSession
+    options: RunOptions
+    state: RunState
+    progress: Progress
+    base: dict[str, Any]
+    cores: int
+
+    def slos(self, scenario: Scenario) -> tuple[float | None, float | None]:
+        """The SLOs of a scenario: the command line wins over the workload file."""
+        return (self.options.slo_ttft_ms or scenario.slo_ttft_ms,
+                self.options.slo_tpot_ms or scenario.slo_tpot_ms)
+
+    async def auto_sweep(self, scenario: Scenario, factory: PromptFactory,
+                         where: str) -> None:
+        """--concurrency auto: c = 1, 2, 4, ... up to the cap until `knee_step` stops
+        it; the knee row gets knee=1 (the others 0) and says why in its notes."""
+        slo_ttft, slo_tpot = self.slos(scenario)
+        previous: dict[str, Any] | None = None
+        cap = max(1, int(self.options.max_concurrency))
+        for n in auto_levels(cap):
+            row = await self.point(scenario, factory, SweepPoint(concurrency=n), where,
+                                   knee=0)
+            verdict, why = knee_step(previous, row, slo_ttft, slo_tpot, at_cap=n >= cap)
+            if verdict is None:
+                previous = row
+                continue
+            knee = previous if verdict == "previous" and previous is not None else row
+            knee["knee"] = 1
+            _add_note(knee, f"knee of the concurrency sweep (--concurrency auto, SLOs on "
+                            f"p90): {why}")
+            if knee is not row:
+                _add_note(row, f"the concurrency sweep stopped here: {why}")
+            self.files.flush_rows()
+            self.progress.update(f"[{where}] knee: c={knee['concurrency']} ({why})",
+                                 final=True)
+            return
+
+    async def point(self, scenario: Scenario, factory: PromptFactory, point: SweepPoint,
+                    where: str, knee: int | None = None) -> dict[str, Any]:
+        """Warm up, measure every repetition at one load level, write its row."""
+        backend, files, options, workload = (self.backend, self.files, self.options,
+                                             self.workload)
+        label = f"[{where} {point.label}]"
+        notes: list[str] = []
+        batch = isinstance(backend, BatchBackend)
+        limit = backend.max_concurrency
+        serial = (not batch and not point.rate_rps and limit is not None
+                  and point.concurrency > limit)
+        if serial:
+            notes.append(f"{backend.name} serves {limit} request(s) at a time in process: "
+                         f"the other {point.concurrency - limit} of c={point.concurrency} "
+                         "waited in the client's queue, so this is serial throughput, not "
+                         "concurrency (serve the model, e.g. --server llama-server, to "
+                         "measure batching)")
+        elif limit is not None and point.rate_rps and point.concurrency > limit:
+            notes.append(f"{backend.name} serves {limit} request(s) at a time; arrivals "
+                         "beyond that queue in the client")
+        started, load_start = utc_now(), load_avg_1m()
+        interrupted = False
+        try:  # Warmup: same shape, own prompts, not recorded.
+            for w in range(scenario.warmup_requests):
+                self.progress.update(f"{label} warmup {w + 1}/{scenario.warmup_requests}")
+                await measure_request(backend, factory.make("warmup", w, point),
+                                      scenario.name, -1, options.request_timeout_s)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            interrupted = True  # still write this scenario's row, marked partial
+        records: list[RequestRecord] = []
+        per_rep = (scenario.requests if batch or point.rate_rps
+                   else scenario.requests_at(point.concurrency))
+        total = f"/{per_rep * scenario.repetitions}" if per_rep else ""
+        fields = {"run_id": self.run_id, "workload": workload.name, "load": point.label}
+
+        def on_record(record: RequestRecord) -> None:
+            records.append(record)
+            # The line is built and written by the files' writer thread.
+            files.add_request(lambda: {**fields, **record.to_json()})
+            self.progress.update(f"{label} {len(records)}{total} requests")
+
+        metrics = backend if isinstance(backend, ServerMetricsBackend) else None
+        if metrics is not None:
+            await metrics.server_metrics_start()
+        stats = OpenLoopStats()
+        self.power.start()
+        try:
+            for rep in range(scenario.repetitions if not interrupted else 0):
+                await run_scenario_repetition(backend, factory, scenario, point, rep,
+                                              options, on_record, stats)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            interrupted = True
+        try:
+            power_cols, timeline = self.power.stop()
+        except Exception as exc:  # noqa: BLE001 - a failing meter never loses the row
+            power_cols, timeline = {"power_method": "unavailable", "power_source": "none",
+                                    "power_note": f"power meter failed: {exc}"}, []
+        for sample in timeline:
+            files.add_power_sample({"run_id": self.run_id, "scenario": scenario.name,
+                                    "load": point.label, **sample})
+        server = await metrics.server_metrics_stop() if metrics is not None else None
+        if server:
+            files.add_server_metrics({"run_id": self.run_id, "scenario": scenario.name,
+                                      "load": point.label, **server})
+        row = dict(self.base)
+        row.update(power_cols)
+        row.update(server["columns"] if server else {})
+        target = (scenario.requests if batch else None if point.rate_rps
+                  else point.concurrency)
+        slo_ttft, slo_tpot = self.slos(scenario)
+        row.update(scenario_summary(records, slo_ttft, slo_tpot, options.price_usd_per_mtok,
+                                    target_concurrency=target))
+        if point.rate_rps:
+            lag = lag_note(records, point.rate_rps,
+                           point.concurrency if stats.throttled else None)
+            for note in (throttle_note(stats, point.concurrency), lag):
+                if note:
+                    notes.append(note)
+                    sys.stderr.write(("\r\033[K" if sys.stderr.isatty() else "")
+                                     + f"{label} warning: {note}\n")  # also --quiet
+        if serial:
+            row["capacity_ok"] = 0
+        elif row.get("capacity_ok") == 0 and records:
+            notes.append(_in_flight_note(row, target))
+        short = _short_output_note(records, row, self.info)
+        if short:
+            notes.append(short)
+        row.update(per_token_columns(row.get("energy_j"), row.get("input_tokens"),
+                                     row.get("output_tokens")))
+        if batch:
+            notes.append(f"offline batch: {scenario.requests} requests submitted at once "
+                         "per repetition; TTFT/TPOT from engine request metrics")
+        _finish_row(row, workload, scenario, point, started, load_start, self.cores, notes,
+                    interrupted)
+        row["knee"] = knee
+        if batch:
+            row.update(load_mode="batch", concurrency=scenario.requests,
+                       requests_per_stream=None)
+        elif serial:
+            row["load_mode"] = "serial"
+        files.add_row(row)
+        self.state.rows.append(row)
+        self.progress.update(f"{label} done: {len(records)} requests", final=True)
+        if interrupted:
+            self.state.interrupted = True
+            raise KeyboardInterrupt
+        return row
+
+
+def _in_flight_note(row: dict[str, Any], target: int | None) -> str:
+    achieved, peak = row.get("concurrency_achieved_mean"), row.get("concurrency_achieved_peak")
+    shown = f"{achieved:.3g}" if achieved is not None else "unknown"
+    return (f"requests in flight averaged {shown} (peak {peak}) for a target of {target}: "
+            f"below {CAPACITY_MIN_FRACTION:.0%}, so this row is not a capacity measurement "
+            "at that concurrency (capacity_ok=0; more requests per repetition keep all "
+            "streams busy: requests_per_stream)")
+
+
+def _short_output_note(records: list[RequestRecord], row: dict[str, Any],
+                       info: BackendInfo) -> str | None:
+    """A note when successful requests ended before their target output length."""
+    short = [r for r in records if r.short_output]
+    if not short:
+        return None
+    reasons = Counter(r.finish_reason or "unknown" for r in short)
+    ok = sum(1 for r in records if r.ok)
+    how = info.settings.get("force_length")
+    return (f"{len(short)} of {ok} requests produced fewer output tokens than asked for "
+            f"(finish_reason " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
+            + ")" + (f"; output length forced with: {how}" if how else "")
+            + ": the token mix differs from the workload's")
+
+
 async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
                        files: RunFiles, machine: dict[str, Any], run_id: str,
                        power: PowerSession, options: RunOptions,
                        state: RunState) -> list[dict[str, Any]]:
     """Run every scenario and sweep point of `workload`; return the rows written."""
-    progress = Progress(options.quiet)
     STALL_TIMEOUT_S.set(options.stall_timeout_s)
-    base = context_row(machine, info, run_id)
-    cores = machine.get("cpu_threads") or 1
-    limit = backend.max_concurrency
+    if options.concurrency_auto and isinstance(backend, BatchBackend):
+        raise UserError("--concurrency auto sweeps closed-loop concurrency; this backend runs "
+                        "each repetition as one offline batch: serve the model (e.g. "
+                        "--server vllm) to sweep it")
+    run = _Run(backend, info, workload, files, run_id, power, options, state,
+               Progress(options.quiet), context_row(machine, info, run_id),
+               machine.get("cpu_threads") or 1)
     if options.idle_power_s > 0:
         # Once, before any request of the run: after a warmup a GPU is still hot and
         # reads high for seconds. The power session keeps it for every row of the run.
-        progress.update(f"measuring idle power {options.idle_power_s:g} s before any request")
+        run.progress.update(f"measuring idle power {options.idle_power_s:g} s before any "
+                            "request")
         await asyncio.to_thread(power.measure_idle, options.idle_power_s)
     for s_index, scenario in enumerate(workload.scenarios):
         factory = PromptFactory(workload, scenario,
                                 lambda text: backend.count_tokens(text, prompt=True) or
-                                max(1, len(text) // 4))
+                                max(1, len(text) // 4), run_id)
+        where = f"{s_index + 1}/{len(workload.scenarios)} {scenario.name}"
+        if options.concurrency_auto and not scenario.rate_rps:
+            await run.auto_sweep(scenario, factory, where)
+            continue
         for point in sweep_points(scenario):
-            label = (f"[{s_index + 1}/{len(workload.scenarios)} {scenario.name} "
-                     f"{point.label}]")
-            notes: list[str] = []
-            if limit is not None and point.concurrency > limit:
-                notes.append(f"backend serves {limit} request(s) at a time; "
-                             f"concurrency {point.concurrency} queues in the client")
-            started, load_start = utc_now(), load_avg_1m()
-            interrupted = False
-            try:  # Warmup: same shape, own prompts, not recorded.
-                for w in range(scenario.warmup_requests):
-                    progress.update(f"{label} warmup {w + 1}/{scenario.warmup_requests}")
-                    await measure_request(backend, factory.make("warmup", w, point),
-                                          scenario.name, -1, options.request_timeout_s)
-            except (asyncio.CancelledError, KeyboardInterrupt):
-                interrupted = True  # still write this scenario's row, marked partial
-            records: list[RequestRecord] = []
-
-            def on_record(record: RequestRecord) -> None:
-                records.append(record)
-                files.add_request({"run_id": run_id, "workload": workload.name,
-                                   "load": point.label, **record.to_json()})
-                total = (scenario.requests or 0) * scenario.repetitions
-                done = f"{len(records)}/{total}" if total else f"{len(records)}"
-                progress.update(f"{label} {done} requests")
-
-            metrics = backend if isinstance(backend, ServerMetricsBackend) else None
-            if metrics is not None:
-                await metrics.server_metrics_start()
-            power.start()
-            try:
-                for rep in range(scenario.repetitions if not interrupted else 0):
-                    await run_scenario_repetition(backend, factory, scenario, point, rep,
-                                                  options, on_record)
-            except (asyncio.CancelledError, KeyboardInterrupt):
-                interrupted = True
-            try:
-                power_cols, timeline = power.stop()
-            except Exception as exc:  # noqa: BLE001 - a failing meter never loses the row
-                power_cols, timeline = {"power_method": "unavailable", "power_source": "none",
-                                        "power_note": f"power meter failed: {exc}"}, []
-            for sample in timeline:
-                files.add_power_sample({"run_id": run_id, "scenario": scenario.name,
-                                        "load": point.label, **sample})
-            server = await metrics.server_metrics_stop() if metrics is not None \
-                else None
-            if server:
-                files.add_server_metrics({"run_id": run_id, "scenario": scenario.name,
-                                          "load": point.label, **server})
-            row = dict(base)
-            row.update(power_cols)
-            row.update(server["columns"] if server else {})
-            # SLOs: the command line wins over the workload file.
-            row.update(scenario_summary(records, options.slo_ttft_ms or scenario.slo_ttft_ms,
-                                        options.slo_tpot_ms or scenario.slo_tpot_ms,
-                                        options.price_usd_per_mtok))
-            if point.rate_rps:
-                lag = lag_note(records, point.rate_rps, point.concurrency)
-                if lag:
-                    notes.append(lag)
-                    sys.stderr.write(("\r\033[K" if sys.stderr.isatty() else "")  # also --quiet
-                                     + f"{label} warning: {lag}\n")
-            row.update(per_token_columns(row.get("energy_j"), row.get("input_tokens"),
-                                         row.get("output_tokens")))
-            if isinstance(backend, BatchBackend):
-                notes.append(f"offline batch: {scenario.requests} requests submitted at once "
-                             "per repetition; TTFT/TPOT from engine request metrics")
-            _finish_row(row, workload, scenario, point, started, load_start, cores, notes,
-                        interrupted)
-            if isinstance(backend, BatchBackend):
-                row.update(load_mode="batch", concurrency=scenario.requests)
-            files.add_row(row)
-            state.rows.append(row)
-            progress.update(f"{label} done: {len(records)} requests", final=True)
-            if interrupted:
-                state.interrupted = True
-                raise KeyboardInterrupt
+            await run.point(scenario, factory, point, where)
     return state.rows
 
 
 async def run_scenario_repetition(backend: Backend, factory: PromptFactory,
                                   scenario: Scenario, point: SweepPoint, rep: int,
                                   options: RunOptions,
-                                  on_record: Callable[[RequestRecord], None]) -> None:
-    """One measured repetition at one load level."""
+                                  on_record: Callable[[RequestRecord], None],
+                                  stats: OpenLoopStats | None = None) -> None:
+    """One measured repetition at one load level; a closed loop sends
+    `scenario.requests_at(concurrency)` requests (every stream kept busy)."""
     if isinstance(backend, BatchBackend):
         await run_batch_repetition(backend, factory, scenario, point, rep, options, on_record)
         return
+    count = scenario.requests if point.rate_rps else scenario.requests_at(point.concurrency)
     # A counted repetition's prompts are made before it starts, so sizing them with the
     # tokenizer takes no client time inside the measured window (nor blocks the event
     # loop while other streams arrive); duration-bound runs make them as they go.
-    made = [factory.make(rep, i, point) for i in range(scenario.requests or 0)]
+    made = [factory.make(rep, i, point) for i in range(count or 0)]
 
     def make(i: int) -> Request:
         return made[i] if i < len(made) else factory.make(rep, i, point)
 
     if point.rate_rps:
         await run_open_loop(backend, make, scenario, point, rep, options.request_timeout_s,
-                            on_record)
+                            on_record, stats)
         return
     await run_closed_loop(backend, make, scenario, point, rep, options.request_timeout_s,
-                          on_record, scenario.requests, scenario.duration_s)
+                          on_record, count, scenario.duration_s)
 
 
 def _finish_row(row: dict[str, Any], workload: Workload, scenario: Scenario,
@@ -233,6 +422,8 @@ def _finish_row(row: dict[str, Any], workload: Workload, scenario: Scenario,
         input_tokens_target=scenario.input_tokens.nominal,
         output_tokens_target=scenario.output_tokens,
         repetitions=scenario.repetitions, warmup_requests=scenario.warmup_requests,
+        requests_per_stream=None if point.rate_rps else scenario.requests_per_stream,
+        shared_prefix_tokens=scenario.shared_prefix_tokens,
         load_avg_1m=load_start, load_avg_1m_end=load_end, noisy=int(noisy),
         peak_rss_mb=row.get("peak_rss_mb") or (
             round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -242,5 +433,5 @@ def _finish_row(row: dict[str, Any], workload: Workload, scenario: Scenario,
     )
 
 
-__all__ = ["RunOptions", "RunState", "SweepPoint", "run_workload", "measure_request",
-           "new_run_id"]
+__all__ = ["GROWTH_MIN", "RunOptions", "RunState", "SweepPoint", "auto_levels", "knee_step",
+           "measure_request", "new_run_id", "run_workload", "slo_breach", "sweep_points"]

@@ -43,11 +43,22 @@ def choose_backend(settings: BenchSettings) -> str:
 
 
 def bench_workload(settings: BenchSettings) -> Workload:
-    """--workload with the load flags applied over its own settings."""
+    """--workload with the load flags applied over its own settings (--concurrency auto
+    leaves the workload's concurrency alone: the runner sweeps it)."""
     workload = load_workload(str(settings.workload or "default"))
-    return workload.with_overrides(
-        concurrency=settings.concurrency, rate_rps=settings.rate, requests=settings.requests,
-        repetitions=settings.repetitions, warmup_requests=settings.warmup)
+    auto = settings.concurrency == "auto"
+    # --rate R --concurrency N: N caps the open loop's requests in flight.
+    cap = (max(settings.concurrency) if settings.rate and settings.concurrency and not auto
+           else None)
+    workload = workload.with_overrides(
+        concurrency=None if auto else settings.concurrency, rate_rps=settings.rate,
+        requests=settings.requests, repetitions=settings.repetitions,
+        warmup_requests=settings.warmup, requests_per_stream=settings.requests_per_stream,
+        max_in_flight=cap)
+    if auto and any(s.rate_rps for s in workload.scenarios):
+        raise UserError("--concurrency auto sweeps closed-loop concurrency; it cannot be "
+                        "combined with --rate or a scenario's rate_rps")
+    return workload
 
 
 def price_for(backend_name: str, settings: BenchSettings,
@@ -117,7 +128,9 @@ class BenchRun:
         self.options = RunOptions(
             request_timeout_s=float(settings.timeout or 600.0), idle_power_s=float(idle_s),
             slo_ttft_ms=settings.slo_ttft_ms, slo_tpot_ms=settings.slo_tpot_ms,
-            quiet=bool(settings.quiet), stall_timeout_s=settings.stall_timeout)
+            quiet=bool(settings.quiet), stall_timeout_s=settings.stall_timeout,
+            concurrency_auto=settings.concurrency == "auto",
+            max_concurrency=int(settings.max_concurrency or 64))
         self.machine = fingerprint()
         self.run_id = new_run_id()
         self.output = Path(settings.output or "results")

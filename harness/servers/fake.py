@@ -15,6 +15,15 @@ after this many chunks), `fake_bad_json` (send a chunk that is not JSON),
 which the server keeps the perf_counter_ns at which each chunk was written; GET /stats
 returns them, so a client on the same machine can subtract the server's own lateness).
 
+Output length: by default every answer has `max_tokens` tokens (finish_reason
+`length`). With `stop_after` N (`--stop-after N`) an answer ends early after N tokens
+(finish_reason `stop`), as a model that reaches its end-of-sequence token does, unless the
+request forces its length with a field the server honours (`honours`, `--honour`:
+`ignore_eos` lets it run to max_tokens, `min_tokens` to at least that many); a field in
+`rejects` (`--reject`) is answered with HTTP 400, as hosted APIs answer unknown fields.
+`max_streams` (`--max-streams K`) answers at most K requests at once, the others wait for
+a slot (their TTFT runs from the moment one is free), as a server with K slots does.
+
 Run: `python -m harness.servers.fake --port 0 --ttft-ms 50 --itl-ms 10 --tokens-per-chunk 1`
 (prints `listening on http://127.0.0.1:PORT/v1` once ready).
 """
@@ -44,6 +53,10 @@ class FakeTiming:
     model: str = "fake-model"
     api_key: str | None = None  # when set, other keys get HTTP 401
     exit_after: int | None = None  # the process exits after answering this many streams
+    stop_after: int | None = None  # answers end early (finish_reason stop) after N tokens
+    honours: tuple[str, ...] = ("ignore_eos", "min_tokens")  # length fields obeyed
+    rejects: tuple[str, ...] = ()  # request fields answered with HTTP 400
+    max_streams: int | None = None  # answers streamed at once; others wait (server slots)
 
 
 @dataclass
@@ -90,6 +103,8 @@ class FakeOpenAIServer:
         self.host, self.port = host, port
         self._frames: dict[tuple, bytes] = {}
         self._server: asyncio.base_events.Server | None = None
+        slots = self.state.timing.max_streams
+        self._slots = asyncio.Semaphore(slots) if slots else None
 
     @property
     def base_url(self) -> str:
@@ -169,8 +184,12 @@ class FakeOpenAIServer:
                 writer.write(_json_response(400, {"error": {"message": "body is not JSON"}}))
                 await writer.drain()
                 return True
-            return await self._stream(req, path.endswith("chat/completions"), writer,
-                                      recv_ns)
+            if self._slots is None:
+                return await self._stream(req, path.endswith("chat/completions"), writer,
+                                          recv_ns)
+            async with self._slots:  # a request waits for a free slot, as on a server
+                return await self._stream(req, path.endswith("chat/completions"), writer,
+                                          time.perf_counter_ns())
         writer.write(_json_response(404, {"error": {"message": f"no route {path}"}}))
         await writer.drain()
         return True
@@ -190,7 +209,21 @@ class FakeOpenAIServer:
                 "message": f"model {req.get('model')} not found"}}))
             await writer.drain()
             return True
+        rejected = [f for f in timing.rejects if f in req]
+        if rejected:
+            writer.write(_json_response(400, {"error": {
+                "message": f"Unrecognized request argument supplied: {rejected[0]}",
+                "type": "invalid_request_error"}}))
+            await writer.drain()
+            return True
         n_tokens = int(req.get("max_tokens") or req.get("max_completion_tokens") or 16)
+        stop_reason = "length"
+        if timing.stop_after is not None and n_tokens > timing.stop_after and not (
+                "ignore_eos" in timing.honours and req.get("ignore_eos")):
+            floor = int(req.get("min_tokens") or 0) if "min_tokens" in timing.honours else 0
+            natural = max(timing.stop_after, min(floor, n_tokens))
+            if natural < n_tokens:
+                n_tokens, stop_reason = natural, "stop"
         k = max(1, timing.tokens_per_chunk)
         n_chunks = -(-n_tokens // k)
         cut_after = req.get("fake_cut_after")
@@ -221,7 +254,7 @@ class FakeOpenAIServer:
             words = [WORDS[(sent + j) % len(WORDS)] for j in range(count)]
             sent += count
             last = i == n_chunks - 1
-            finish = "length" if last and not req.get("fake_no_finish") else None
+            finish = stop_reason if last and not req.get("fake_no_finish") else None
             logprobs = None
             if req.get("fake_logprobs"):
                 logprobs = ({"content": [{"token": w, "logprob": 0.0, "top_logprobs": []}
@@ -278,10 +311,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-usage", action="store_true", help="ignore include_usage")
     p.add_argument("--exit-after", type=int, default=None,
                    help="exit after answering this many streams (to test a dying server)")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="answers end early (finish_reason stop) after this many tokens")
+    p.add_argument("--honour", default="ignore_eos,min_tokens",
+                   help="length fields obeyed: ignore_eos,min_tokens (default), one, or none")
+    p.add_argument("--max-streams", type=int, default=None,
+                   help="answer at most this many requests at once; the others wait")
+    p.add_argument("--reject", default="",
+                   help="request fields answered with HTTP 400, e.g. ignore_eos,min_tokens")
     args = p.parse_args(argv)
     timing = FakeTiming(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
                         tokens_per_chunk=args.tokens_per_chunk, model=args.model,
-                        send_usage=not args.no_usage, exit_after=args.exit_after)
+                        send_usage=not args.no_usage, exit_after=args.exit_after,
+                        stop_after=args.stop_after,
+                        honours=tuple(f for f in args.honour.split(",") if f and f != "none"),
+                        rejects=tuple(f for f in args.reject.split(",") if f),
+                        max_streams=args.max_streams)
 
     async def serve() -> None:
         server = await FakeOpenAIServer(timing, port=args.port).start()

@@ -262,7 +262,8 @@ def test_config_passes_extra_fields_and_forces_length_per_server_kind():
     assert extra == {"top_k": 1}
     hosted = config_from_settings(bench_settings({"model": "gpt-4o-mini",
                                                   "engine": {"ignore_eos": True}}))
-    assert hosted["force_length"] == "none" and hosted["extra_body"] == {"ignore_eos": True}
+    # an endpoint the harness did not start is probed at open() (auto)
+    assert hosted["force_length"] == "auto" and hosted["extra_body"] == {"ignore_eos": True}
     vllm = Endpoint(base_url="http://127.0.0.1:1/v1", model="m", kind="vllm",
                     force_length="ignore_eos")
     assert config_from_settings(bench_settings({}), vllm)["force_length"] == "ignore_eos"
