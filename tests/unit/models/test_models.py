@@ -28,8 +28,11 @@ def test_hf_reference_needs_owner_repo_file() -> None:
 
 
 def test_hf_offline_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("huggingface_hub")
+    hub_constants = pytest.importorskip("huggingface_hub.constants")
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: when an earlier test imported
+    # it, only its constant makes this run offline (else it waits on the network).
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(UserError) as err:
         resolve_gguf("hf:nobody/no-such-repo/model.gguf")
     assert "could not fetch model.gguf from nobody/no-such-repo" in str(err.value)
