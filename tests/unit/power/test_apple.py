@@ -73,6 +73,7 @@ def test_without_zeus_and_without_passwordless_sudo(tmp_path: Path) -> None:
     assert "a password is required" in reason and "sudoers" in reason
 
 
+@pytest.mark.slow  # timing-dependent: a child process, placed by arrival time
 def test_powermetrics_window_with_a_stand_in_process(tmp_path: Path) -> None:
     """A process speaking powermetrics' plist protocol at a constant 10 W (4 W CPU, 6 W
     GPU), read through the meter's real subprocess and stream code."""
@@ -95,6 +96,7 @@ def test_powermetrics_window_with_a_stand_in_process(tmp_path: Path) -> None:
     assert meter._proc is None  # the process was stopped
 
 
+@pytest.mark.slow  # timing-dependent: a sampling thread timed against the clock
 def test_zeus_window_sums_cpu_gpu_ane_dram() -> None:
     meter = AppleMeter(zeus=FakeZeus(), is_mac=True)
     ok, reason = meter.available()

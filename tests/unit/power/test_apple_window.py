@@ -15,6 +15,9 @@ from harness.power.apple import AppleMeter
 from harness.power.base import PowerError
 from tests.support.fake_power import FAKE_POWERMETRICS
 
+# A child process with a 1 s start-up, samples placed by arrival time: timing-dependent.
+pytestmark = pytest.mark.slow
+
 
 def meter_for(tmp_path: Path, *args: str) -> AppleMeter:
     script = tmp_path / "powermetrics.py"

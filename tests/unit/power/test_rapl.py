@@ -4,6 +4,7 @@ unreadable files."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from harness.power.base import MEASURED, UNAVAILABLE, PowerError
 from harness.power.rapl import RaplMeter, counter_delta_uj, discover_zones
-from tests.support.fake_power import RaplWriter, make_rapl_tree, set_energy, zone_path
+from tests.support.fake_power import make_rapl_tree, set_energy, zone_path
 
 TWO_SOCKETS = {
     "intel-rapl:0": {"name": "package-0", "energy_uj": 1000, "max": 262143328850},
@@ -129,22 +130,41 @@ def test_reads_between_wraps_add_up_across_many_wraps(tmp_path: Path) -> None:
     assert reading.samples == 51
 
 
-def test_own_poller_catches_wraps_at_constant_power(tmp_path: Path) -> None:
-    """The meter's thread, not the test, reads a counter that wraps 5 times a second."""
-    max_uj = 4_000_000
+class SteppingRapl(RaplMeter):
+    """A meter whose counter advances `step_uj` (wrapping at `max_uj`) each time its own
+    poller thread reads it: every poll sees exactly one step, however late the thread runs
+    on a loaded machine, so the expected energy is known exactly."""
+
+    def __init__(self, root: Path, step_uj: int, max_uj: int) -> None:
+        super().__init__(root, poll_interval_s=0.005)
+        self.step_uj, self.max_uj = step_uj, max_uj
+        self.value = self.poller_reads = self.wraps = 0
+
+    def _read(self, zone):  # noqa: ANN001, ANN202 - the meter's own signature
+        if threading.current_thread().name == "rapl-poller":
+            self.value += self.step_uj
+            if self.value >= self.max_uj:
+                self.value -= self.max_uj
+                self.wraps += 1
+            set_energy(self.root, zone.path.name, self.value)
+            self.poller_reads += 1
+        return super()._read(zone)
+
+
+def test_own_poller_catches_every_wrap(tmp_path: Path) -> None:
+    """The meter's thread, not the test, reads a counter that wraps every few reads."""
     root = make_rapl_tree(tmp_path / "pc", {
-        "intel-rapl:0": {"name": "package-0", "energy_uj": 0, "max": max_uj}})
-    meter = RaplMeter(root, poll_interval_s=0.005)
-    with RaplWriter(root, {"intel-rapl:0": 20.0}, {"intel-rapl:0": max_uj}) as writer:
-        meter.start()
-        time.sleep(1.0)
-        (reading,) = meter.stop()
-    assert writer.wraps["intel-rapl:0"] >= 2
-    if reading.method != MEASURED:  # a machine so loaded that no thread ran for 100 ms
-        assert "went backwards" in reading.note
-        pytest.skip(f"poller starved on a loaded machine: {reading.note}")
-    # The writer thread lags on a loaded machine: edges may be off by some steps.
-    assert reading.energy_j == pytest.approx(20.0 * reading.duration_s, rel=0.2)
+        "intel-rapl:0": {"name": "package-0", "energy_uj": 0, "max": 4_000_000}})
+    meter = SteppingRapl(root, step_uj=1_200_000, max_uj=4_000_000)  # 0.3 of the range
+    meter.start()
+    deadline = time.monotonic() + 60
+    while meter.poller_reads < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (reading,) = meter.stop()
+    assert meter.poller_reads >= 20, "the meter's own poller did not run"
+    assert meter.wraps >= 5
+    assert reading.method == MEASURED, reading.note
+    assert reading.energy_j == pytest.approx(1.2 * meter.poller_reads)  # no wrap lost
 
 
 def test_default_poll_interval_is_under_half_the_wrap_time(tmp_path: Path) -> None:
