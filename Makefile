@@ -2,6 +2,7 @@
 #   make bench                      default model, default workload, llama.cpp
 #   make bench MODEL=x.gguf WORKLOAD=chat CONCURRENCY=1,4 BACKEND=llamacpp POWER=auto
 #   make test                       install test deps and run every test (slow ones too)
+#   make test-unit                  the fast unit tests only (no slow or timing-dependent ones)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -93,8 +94,9 @@ test: install install-vllm browser lint
 	  rc2=$$?; if [ $$rc2 -eq 5 ]; then echo "no vLLM tests collected"; rc2=0; fi; \
 	  if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$rc2
 
+# The inner loop: unit tests without the slow or timing-dependent ones (under a minute).
 test-unit: install
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/unit -q -m "not slow"
 
 test-gpu: install
 	$(PY) -m pytest tests/gpu -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
