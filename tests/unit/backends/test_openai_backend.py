@@ -19,11 +19,9 @@ from harness.analysis.prices import api_price
 from harness.config.settings import bench_settings
 from harness.errors import UserError
 from harness.metrics import cost_usd, scenario_summary
-from harness.models.resolve import DEFAULT_MODEL_FILE, DEFAULT_MODELS_DIR
+from harness.models.resolve import default_model
 from harness.runner.load import measure_request
 from harness.servers.fake import FakeOpenAIServer, FakeTiming
-
-GGUF = DEFAULT_MODELS_DIR / DEFAULT_MODEL_FILE
 
 
 def run(coro):
@@ -67,10 +65,10 @@ def test_no_usage_and_no_tokenizer_counts_events():
     assert record.output_tokens == 4  # four chunks; without a tokenizer one token each
 
 
-@pytest.mark.skipif(not GGUF.is_file(), reason="default model not assembled")
+@pytest.mark.slow  # loads the default model's vocabulary (assembled on first use)
 def test_no_usage_with_a_tokenizer_counts_the_text():
     timing = FakeTiming(ttft_ms=1, itl_ms=0, send_usage=False, tokens_per_chunk=2)
-    record = run(_measure(timing, _req(7), tokenizer=str(GGUF)))
+    record = run(_measure(timing, _req(7), tokenizer=str(default_model())))
     assert record.ok and record.token_count_source == "tokenizer"
     assert record.output_tokens == 7  # " the cat sat on a mat and": 7 Gemma tokens
     assert record.event_tokens == [2, 2, 2, 1]
