@@ -7,10 +7,10 @@ import os
 from datetime import UTC
 from pathlib import Path
 
-from harness.analysis.compare import clean_rows
+from harness.analysis.compare import attach_repetitions, clean_rows
 from harness.analysis.report.report import build_report
 from harness.errors import UserError
-from harness.results.files import atomic_write_text, load_frame
+from harness.results.files import atomic_write_text, load_frame, read_request_records
 
 HELP = "write a self-contained HTML report (machines, charts, break-even) from results"
 DESCRIPTION = """\
@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     frame = load_frame(args.results)
     rows = clean_rows(frame.to_dict("records"))
     sources = sorted({str(r["source_file"]) for r in rows if r.get("source_file")})
+    # the comparison's significance over repetitions, as `harness compare` tests it
+    attach_repetitions(rows, {s: read_request_records(s) for s in sources})
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     html = build_report(rows, title=args.title, generated_utc=now, sources=sources)
     try:
