@@ -46,8 +46,12 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 
 def is_secret_name(name: str) -> bool:
     """True for environment variable or field names that say they hold a secret."""
-    parts = set(re.split(r"[^A-Za-z0-9]+", name.upper()))
-    return bool(parts & _SECRET_NAME_PARTS) or name in _registered_envs
+    return _name_says_secret(name) or name in _registered_envs
+
+
+@lru_cache(maxsize=4096)
+def _name_says_secret(name: str) -> bool:
+    return bool(set(re.split(r"[^A-Za-z0-9]+", name.upper())) & _SECRET_NAME_PARTS)
 
 
 def register_env(name: str) -> None:
@@ -81,7 +85,12 @@ def redact(text: str) -> str:
     """`text` with every secret value and credential-shaped substring masked."""
     if not text:
         return text
-    pattern = _value_pattern(secret_values())
+    return _redact_text(text, _value_pattern(secret_values()))
+
+
+def _redact_text(text: str, pattern: re.Pattern[str] | None) -> str:
+    if not text:
+        return text
     if pattern is not None:
         text = pattern.sub(MASK, text)
     for regex, replacement in _PATTERNS:
@@ -92,20 +101,25 @@ def redact(text: str) -> str:
 def redact_obj(obj: Any) -> Any:
     """A copy of `obj` (dicts, lists, strings) with secrets masked; values under
     secret-named keys (authorization, api_key, token, ...) are masked whole."""
+    # The secret values are looked up once per object, not once per string in it.
+    return _redact_obj(obj, _value_pattern(secret_values()))
+
+
+def _redact_obj(obj: Any, pattern: re.Pattern[str] | None) -> Any:
     if isinstance(obj, str):
-        return redact(obj)
+        return _redact_text(obj, pattern)
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
             if isinstance(k, str) and isinstance(v, str) and v and _is_secret_field(k):
                 out[k] = MASK
             else:
-                out[k] = redact_obj(v)
+                out[k] = _redact_obj(v, pattern)
         return out
     if isinstance(obj, (list, tuple)):
         if all(isinstance(v, (int, float)) for v in obj):  # timestamps: nothing to mask
             return obj
-        return [redact_obj(v) for v in obj]
+        return [_redact_obj(v, pattern) for v in obj]
     return obj
 
 
@@ -136,6 +150,7 @@ def install_output_redaction() -> None:
         sys.excepthook = excepthook
 
 
+@lru_cache(maxsize=4096)
 def _is_secret_field(key: str) -> bool:
     return re.fullmatch(rf"(?i){_SECRET_FIELD}|[a-z0-9_-]*(?:api[_-]?key|secret|password)",
                         key) is not None
