@@ -1,217 +1,202 @@
-"""How much timing error the `openai` client path adds, and how fast it can stream.
+"""How much time and CPU the client adds, next to `vllm bench serve` and guidellm, against
+a server whose true timing is known.
 
-Starts the project's fast local SSE server (`harness.servers.fake`) in a separate process
-with a fixed TTFT and inter-token gap, then drives it through the same code the harness
-uses (`OpenAIBackend.stream` via `harness.runner.runner.measure_request`) and prints:
+Starts the project's fake SSE server (`harness/servers/fake.py`: first token --ttft-ms
+after a request arrives, then one token every --itl-ms, --output-len tokens; it keeps the
+time it wrote every chunk) in its own process, then for each number of streams runs, one
+after another and as a user would:
+- `harness bench --backend openai` (closed loop, the N streams started together, as it
+  always runs them), without and with a client-side tokenizer (`--tokenizer`);
+- `vllm bench serve` (.venv-vllm; random dataset, `--max-concurrency N`, every prompt
+  offered at once: N streams started together);
+- guidellm (.venv-guidellm; concurrent profile, N streams);
+each with N x --requests-per-stream requests, and prints per tool:
+- TTFT added: the client's TTFT minus the server's own (receipt → first write), p50/p99;
+- ITL p99 (per token) beside the p99 of the server's true gaps between writes;
+- throughput as a fraction of what the server could give: N x tokens per request over
+  one request's true duration (TTFT + (tokens - 1) x ITL);
+- client CPU (user + system, the tool's whole process tree, sampled every 50 ms) per
+  streamed token and as % of one core, over the tool's own measured window (first send →
+  last token), so start-up and imports do not count.
 
-1. timing error at 1 and 64 (by default) concurrent streams in a steady state (stream
-   starts spread out, connections warm): measured − configured TTFT and ITL (p50/p99),
-   split into the client's cost of sending a request (send → the server's receipt), the
-   server's own timer lateness (it stamps when it wrote each chunk; perf_counter_ns is
-   one clock for the whole machine) and the delay the client adds on receipt (arrival
-   in the client − the server's write of the same chunk);
-2. the highest streamed tokens/s one client process sustains at 1, 64 and 256
-   concurrent streams (server with zero TTFT and gap, so the client is the bottleneck;
-   the server shares the machine, so this is a lower bound).
-
-Speeds are printed, never asserted. Example:
+Nothing is asserted; the machine's load average is printed with every run.
   .venv/bin/python bench/client_overhead.py
-  .venv/bin/python bench/client_overhead.py --tokens-per-chunk 4 --streams 1,64,256
+  .venv/bin/python bench/client_overhead.py --streams 64 --tools harness,vllm --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
-import time
+import tempfile
 import urllib.request
 from pathlib import Path
-from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backends.base import Request
-from backends.openai.backend import OpenAIBackend
-from harness.metrics import percentile
-from harness.runner.load import measure_request
+from peers import (  # noqa: E402
+    HARNESS_PYTHON,
+    ROOT,
+    ToolRun,
+    guidellm_argv,
+    harness_argv,
+    have_guidellm,
+    have_vllm,
+    p,
+    run_guidellm,
+    run_harness,
+    run_vllm_bench,
+    truth,
+    vllm_bench_argv,
+    write_workload,
+)
+
+TOOLS = ("harness", "harness+tokenizer", "vllm", "guidellm")
+DEFAULT_TOKENIZER = ROOT / ".models" / "gemma-3-270m-Q4_K_M.gguf"
+HF_TOKENIZER = ROOT / ".models" / "tiny-llama"  # vllm bench and guidellm build prompts
 
 
-def start_server(ttft_ms: float, itl_ms: float, tokens_per_chunk: int) -> tuple[Any, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.servers.fake", "--port", "0", "--ttft-ms",
-         str(ttft_ms), "--itl-ms", str(itl_ms), "--tokens-per-chunk", str(tokens_per_chunk)],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+def start_server(ttft_ms: float, itl_ms: float) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("peers.py")),
+                             "serve", str(ttft_ms), str(itl_ms)],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on "):
         proc.kill()
-        raise SystemExit(f"the SSE server did not start: {line!r}")
+        raise SystemExit(f"the fake server did not start: {line!r}")
     return proc, line.removeprefix("listening on ")
 
 
-def stop_server(proc: Any) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def stamps(base_url: str) -> dict:
+    """The server's write times since the last call (and forget them)."""
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/stats", timeout=30) as r:
+        return json.loads(r.read())
 
 
-def fetch_stats(base_url: str) -> dict:
-    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/stats") as resp:
-        return json.loads(resp.read())
+def run_tool(tool: str, url: str, streams: int, args: argparse.Namespace, work: Path,
+             tag: str) -> ToolRun:
+    requests = streams * args.requests_per_stream
+    root = url.removesuffix("/v1")
+    if tool.startswith("harness"):
+        out = work / f"harness-{tag}"
+        workload = write_workload(work / f"w-{tag}.toml", args.input_len, args.output_len,
+                                  requests, warmup=0, seed=7,
+                                  description="client_overhead: fixed lengths")
+        extra = ["--tokenizer", str(args.tokenizer)] if tool.endswith("tokenizer") else []
+        run = run_harness(harness_argv(args.harness_python, url, "fake-model", workload,
+                                       streams, requests, out, extra, args.harness_root),
+                          out,
+                          cwd=args.harness_root)
+        run.tool = tool
+        return run
+    if tool == "vllm":
+        name = f"vllm-{tag}.json"
+        return run_vllm_bench(vllm_bench_argv(root, "fake-model", str(HF_TOKENIZER),
+                                              args.input_len, args.output_len, requests,
+                                              streams, 0, 7, work, name), work / name)
+    result = work / f"guidellm-{tag}.json"
+    return run_guidellm(guidellm_argv(root, "fake-model", str(HF_TOKENIZER), args.input_len,
+                                      args.output_len, requests, streams, 7, result), result)
 
 
-def pct(values: list[float]) -> str:
-    if not values:
-        return "n/a"
-    return f"p50 {percentile(values, 50):7.3f}  p99 {percentile(values, 99):7.3f}"
+def report(run: ToolRun, server: dict[str, list[float]], streams: int,
+           args: argparse.Namespace, load: float) -> str:
+    ttft = [r.ttft_ms for r in run.requests]
+    itl = [g for r in run.requests for g in r.itl_ms]
+    start, end = run.window_s
+    wall = end - start
+    request_s = (args.ttft_ms + (args.output_len - 1) * args.itl_ms) / 1000
+    possible = streams * args.output_len / request_s
+    share = run.tokens / wall / possible if wall > 0 else float("nan")
+    added50 = p(ttft, 50) - p(server["ttft_ms"], 50)
+    added99 = p(ttft, 99) - p(server["ttft_ms"], 99)
+    itl99 = f"{p(itl, 99):7.2f}" if itl else "    n/a"
+    cpu_us = 1e6 * run.cpu_s / run.tokens if run.tokens else float("nan")
+    return (f"  {run.tool:<18} {len(run.requests):5d} {run.errors:3d}  {added50:7.1f} "
+            f"{added99:7.1f}   {p(server['ttft_ms'], 50) - args.ttft_ms:6.1f} "
+            f"{p(server['ttft_ms'], 99) - args.ttft_ms:6.1f}   {itl99} "
+            f"{p(server['gap_ms'], 99):7.2f}   {100 * share:6.1f}%  {cpu_us:7.0f} "
+            f"{100 * run.cpu_s / wall if wall > 0 else 0:6.0f}%   {load:5.2f}")
 
 
-async def run_streams(backend: OpenAIBackend, streams: int, tokens: int, tag: str,
-                      logprobs: bool) -> list:
-    extra = {"fake_logprobs": True} if logprobs else {}
-    requests = [Request(request_id=f"{tag}-{i}", prompt="hello", input_tokens=1,
-                        max_output_tokens=tokens, extra={**extra, "fake_tag": f"{tag}-{i}"})
-                for i in range(streams)]
-    return await asyncio.gather(*(measure_request(backend, r, tag, 0, 120.0)
-                                  for r in requests))
-
-
-async def steady_streams(backend: OpenAIBackend, streams: int, tokens: int, rounds: int,
-                         request_s: float, tag: str, logprobs: bool) -> list:
-    """`streams` workers, each sending `rounds` requests one after another, their starts
-    spread over one request's duration (a steady state, not a synchronized burst); the
-    first round of each worker (a new connection) is not returned."""
-    extra = {"fake_logprobs": True} if logprobs else {}
-
-    async def worker(i: int) -> list:
-        await asyncio.sleep(request_s * i / streams)
-        out = []
-        for r in range(rounds):
-            rid = f"{tag}-{i}-{r}"
-            req = Request(request_id=rid, prompt="hello", input_tokens=1,
-                          max_output_tokens=tokens, extra={**extra, "fake_tag": rid})
-            out.append(await measure_request(backend, req, tag, r, 120.0))
-        return out[1:]
-
-    per_worker = await asyncio.gather(*(worker(i) for i in range(streams)))
-    return [r for rs in per_worker for r in rs]
-
-
-async def timing_error(args: argparse.Namespace) -> None:
-    k = args.tokens_per_chunk
-    proc, url = start_server(args.ttft_ms, args.itl_ms, k)
-    try:
-        backend = OpenAIBackend(model="fake-model", base_url=url,
-                                http_client=args.http_client)
-        await backend.open()
-        await run_streams(backend, 4, 8, "warm", k > 1)
-        fetch_stats(url)
-        request_s = (args.ttft_ms + args.tokens * args.itl_ms) / 1000
-        print(f"1) timing error: server TTFT {args.ttft_ms:g} ms, ITL {args.itl_ms:g} ms, "
-              f"{k} token(s)/chunk, {args.tokens} tokens/request, {args.rounds - 1} measured "
-              "requests per stream, stream starts spread over one request (all in ms)")
-        for streams in args.error_streams:
-            cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            records = await steady_streams(backend, streams, args.tokens, args.rounds,
-                                           request_s, f"e{streams}", k > 1)
-            cpu1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
-            cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-            stats = fetch_stats(url)
-            ttft_err, itl_err, client_delay, server_late, send_cost = [], [], [], [], []
-            errors = sum(1 for r in records if not r.ok)
-            gap_ns = args.itl_ms * 1e6 * k
-            for r in records:
-                if not r.ok:
-                    continue
-                ttft_err.append(r.ttft_ms - args.ttft_ms)
-                gaps = r.itl_ms[k - 1:]  # the first chunk's extra tokens are zero gaps
-                itl_err.extend(g - args.itl_ms for g in gaps)
-                s = stats.get(r.request_id)
-                if s:
-                    send_cost.append((s["recv_ns"] - r.send_ns) / 1e6)
-                    first = s["recv_ns"] + args.ttft_ms * 1e6
-                    for i, (w, t) in enumerate(zip(s["write_ns"], r.event_ns)):
-                        client_delay.append((t - w) / 1e6)
-                        server_late.append((w - (first + i * gap_ns)) / 1e6)
-            print(f"  {streams:4d} streams: {len(records)} requests, {errors} errors, "
-                  f"client CPU {100 * cpu / wall:.0f}% of one core, "
-                  f"load average {os.getloadavg()[0]:.2f}")
-            print(f"      TTFT measured-configured    {pct(ttft_err)}")
-            print(f"      ITL  measured-configured    {pct(itl_err)}")
-            print(f"      of which: client send→server receipt  {pct(send_cost)}")
-            print(f"                server lateness (its timer)  {pct(server_late)}")
-            print(f"                server write→client arrival  {pct(client_delay)}")
-        await backend.close()
-    finally:
-        stop_server(proc)
-
-
-async def throughput(args: argparse.Namespace) -> None:
-    k = args.tokens_per_chunk
-    proc, url = start_server(0.0, 0.0, k)
-    try:
-        backend = OpenAIBackend(model="fake-model", base_url=url,
-                                http_client=args.http_client)
-        await backend.open()
-        await run_streams(backend, 4, 8, "warm", k > 1)
-        print(f"2) streamed tokens/s (server: no TTFT, no gap, {k} token(s)/chunk)")
-        for streams in args.streams:
-            tokens = max(args.min_tokens_per_stream, args.total_tokens // streams)
-            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-            t0 = time.perf_counter()
-            records = await run_streams(backend, streams, tokens, f"t{streams}", k > 1)
-            wall = time.perf_counter() - t0
-            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-            cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-            fetch_stats(url)
-            ok = [r for r in records if r.ok]
-            total = sum(sum(r.event_tokens) for r in ok)
-            chunks = sum(len(r.event_ns) for r in ok)
-            print(f"  {streams:4d} streams: {total / wall:9.0f} tokens/s, "
-                  f"{chunks / wall:8.0f} chunks/s, {total} tokens in {wall:.2f} s, "
-                  f"client CPU {100 * cpu / wall:3.0f}% of one core, "
-                  f"{len(records) - len(ok)} errors")
-        await backend.close()
-    finally:
-        stop_server(proc)
-
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
+HEADER = ("  tool                reqs err  TTFT added ms    server late ms   ITL p99 ms      "
+          "of possible  client CPU      load\n"
+          "                                  p50     p99      p50    p99   client  server"
+          "   tok/s       us/tok  %core    1 min")
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ttft-ms", type=float, default=50.0)
-    p.add_argument("--itl-ms", type=float, default=10.0)
-    p.add_argument("--tokens", type=int, default=100, help="tokens per stream (timing part)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="requests per stream in the timing part (the first is not counted)")
-    p.add_argument("--tokens-per-chunk", type=int, default=1)
-    p.add_argument("--error-streams", type=_ints, default=[1, 64])
-    p.add_argument("--streams", type=_ints, default=[1, 64, 256])
-    p.add_argument("--total-tokens", type=int, default=40_000,
-                   help="tokens per throughput point, split over the streams")
-    p.add_argument("--min-tokens-per-stream", type=int, default=200)
-    p.add_argument("--http-client", default="auto", choices=["auto", "aiohttp", "httpx"],
-                   help="the openai client's transport (auto: aiohttp when installed)")
-    p.add_argument("--skip-timing", action="store_true", help="only the tokens/s part")
-    args = p.parse_args()
-    load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} "
-          f"{load[2]:.2f}; python {sys.version.split()[0]}")
-    print(f"openai client transport: {args.http_client}")
-    if not args.skip_timing:
-        asyncio.run(timing_error(args))
-    asyncio.run(throughput(args))
-    load = os.getloadavg()
-    print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--streams", default="1,16,64,256")
+    ap.add_argument("--requests-per-stream", type=int, default=4)
+    ap.add_argument("--ttft-ms", type=float, default=50.0)
+    ap.add_argument("--itl-ms", type=float, default=10.0)
+    ap.add_argument("--input-len", type=int, default=16)
+    ap.add_argument("--output-len", type=int, default=64)
+    ap.add_argument("--tools", default=",".join(TOOLS),
+                    help=f"some of {','.join(TOOLS)} (those not installed are skipped)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat every stream count; the tools' order flips each round")
+    ap.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER,
+                    help="the harness's --tokenizer for harness+tokenizer (a GGUF or HF dir)")
+    ap.add_argument("--harness-python", default=str(HARNESS_PYTHON if HARNESS_PYTHON.exists()
+                                                    else sys.executable))
+    ap.add_argument("--harness-root", type=Path, default=ROOT,
+                    help="run `harness bench` from this checkout (e.g. a git worktree of an "
+                         "older commit, for before/after figures)")
+    args = ap.parse_args()
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    for t in tools:
+        if t not in TOOLS:
+            ap.error(f"--tools: unknown tool {t!r}; choose from {', '.join(TOOLS)}")
+    skipped = []
+    if "vllm" in tools and not have_vllm():
+        skipped.append("vllm (no .venv-vllm: make install-vllm)")
+    if "guidellm" in tools and not have_guidellm():
+        skipped.append("guidellm (no .venv-guidellm: python3 -m venv .venv-guidellm && "
+                       ".venv-guidellm/bin/pip install guidellm==0.8.1)")
+    if "harness+tokenizer" in tools and not args.tokenizer.exists():
+        skipped.append(f"harness+tokenizer (no {args.tokenizer}; --tokenizer PATH)")
+    if {"vllm", "guidellm"} & set(tools) and not (HF_TOKENIZER / "tokenizer.json").exists():
+        skipped.append(f"vllm, guidellm (their prompts need the tokenizer in {HF_TOKENIZER}: "
+                       ".venv-vllm/bin/python -m harness.models.tiny_llama .models/tiny-llama)")
+        tools = [t for t in tools if t not in ("vllm", "guidellm")]
+    tools = [t for t in tools if not any(s.startswith(t + " ") for s in skipped)]
+    if skipped:
+        print("skipped: " + "; ".join(skipped))
+    levels = [int(s) for s in args.streams.split(",")]
+    la = os.getloadavg()
+    print(f"machine: {os.cpu_count()} CPUs, load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
+    print(f"fake server: TTFT {args.ttft_ms:g} ms, one token per {args.itl_ms:g} ms, "
+          f"{args.output_len} tokens per request, {args.requests_per_stream} requests per "
+          "stream, streams started together, no warmup")
+    proc, url = start_server(args.ttft_ms, args.itl_ms)
+    try:
+        with tempfile.TemporaryDirectory(prefix="client-overhead-") as tmp:
+            work = Path(tmp)
+            for streams in levels:
+                request_s = (args.ttft_ms + (args.output_len - 1) * args.itl_ms) / 1000
+                print(f"\n{streams} stream(s): the server can give "
+                      f"{streams * args.output_len / request_s:,.0f} tok/s")
+                print(HEADER)
+                for rnd in range(args.rounds):
+                    order = tools if rnd % 2 == 0 else tools[::-1]
+                    for tool in order:
+                        stamps(url)  # forget earlier runs
+                        tag = f"{tool.replace('+', '-')}-{streams}-{rnd}"
+                        run = run_tool(tool, url, streams, args, work, tag)
+                        server = truth(stamps(url), run.window_s)
+                        print(report(run, server, streams, args, os.getloadavg()[0]),
+                              flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    la = os.getloadavg()
+    print(f"\nload average after: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
     return 0
 
 
