@@ -10,7 +10,9 @@ Pure functions over result rows (dicts in the schema's columns); no I/O.
 - A change is a *regression* only when it is worse than the threshold AND significant:
   Welch's t-test over repetitions, never over pooled requests: per-repetition values
   recomputed from the requests file beside each CSV where it exists
-  (`attach_repetitions`), else the row's mean and std with n = repetitions.
+  (`attach_repetitions`), else the row's mean and std with n = repetitions; the p-values
+  of one compared run are Holm-adjusted together (`adjust_side`), so a run with many
+  metrics and scenarios has an alpha chance of any false regression, not alpha per test.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
-from harness.analysis.stats import welch_t_test
+from harness.analysis.stats import holm_adjust, welch_t_test
 from harness.metrics import RequestRecord, scenario_summary, stdev
 from harness.results.schema import COLUMNS, KEY_COLUMNS, TYPES
 
@@ -401,7 +403,8 @@ class Cell:
     ratio: float | None = None          # value / baseline
     change_pct: float | None = None     # (value - baseline) / baseline, in %
     worse_pct: float | None = None      # change in the bad direction, in %
-    p_value: float | None = None
+    p_value: float | None = None        # Welch's test of this cell alone
+    p_adjusted: float | None = None     # Holm-adjusted over every test of this side
     verdict: str = ""
 
 
@@ -471,16 +474,35 @@ def judge(base: Cell, other: Cell, higher_better: bool, threshold_pct: float,
     if test is None:
         other.verdict = VERDICT_UNTESTED
         return other
-    other.p_value = test.p_value
-    if test.p_value >= alpha:
-        other.verdict = VERDICT_NOISE
-    elif other.worse_pct is not None and other.worse_pct > threshold_pct:
-        other.verdict = VERDICT_REGRESSION
-    elif other.worse_pct is not None and -other.worse_pct > threshold_pct:
-        other.verdict = VERDICT_IMPROVEMENT
-    else:
-        other.verdict = VERDICT_WITHIN
+    other.p_value = other.p_adjusted = test.p_value
+    _verdict(other, threshold_pct, alpha)
     return other
+
+
+def _verdict(cell: Cell, threshold_pct: float, alpha: float) -> None:
+    """The verdict of a tested cell from its (adjusted) p-value and its change."""
+    p = cell.p_adjusted if cell.p_adjusted is not None else cell.p_value
+    if p is None:
+        return
+    if p >= alpha:
+        cell.verdict = VERDICT_NOISE
+    elif cell.worse_pct is not None and cell.worse_pct > threshold_pct:
+        cell.verdict = VERDICT_REGRESSION
+    elif cell.worse_pct is not None and -cell.worse_pct > threshold_pct:
+        cell.verdict = VERDICT_IMPROVEMENT
+    else:
+        cell.verdict = VERDICT_WITHIN
+
+
+def adjust_side(cells: list[Cell], threshold_pct: float, alpha: float = ALPHA) -> None:
+    """Holm-adjust the p-values of every tested cell of one compared run and redo their
+    verdicts: the gate asks whether anything regressed across all its metrics and
+    scenarios, so the chance of a false REGRESSION anywhere in the run is alpha, not
+    alpha per test."""
+    tested = [c for c in cells if c.p_value is not None]
+    for cell, p in zip(tested, holm_adjust([c.p_value for c in tested])):  # type: ignore[misc]
+        cell.p_adjusted = p
+        _verdict(cell, threshold_pct, alpha)
 
 
 def _settings_diff(a: Any, b: Any) -> str:
@@ -616,6 +638,9 @@ def compare(sides: list[Side], metrics: list[str], threshold_pct: float = DEFAUL
                 cells.append(cell)
             synthetic = any(is_synthetic(s.rows[key]) for s in sides if key in s.rows)
             result.lines.append(Line(key, metric, hib, synthetic, cells))
+    for i in range(1, len(sides)):
+        adjust_side([c for line in result.lines if (c := line.cells[i]) is not None],
+                    threshold_pct, alpha)
     unmatched = [k for k in keys if k not in common
                  and not any(k in s.rows for s in lonely if k not in base.rows)]
     if unmatched:
@@ -702,7 +727,8 @@ def _legend(c: Comparison) -> list[str]:
                  "requests file where present; else the row's std: over repetitions for "
                  "throughput, over requests for latency means); REGRESSION = worse by more "
                  f"than {c.threshold_pct:g}% and significant over repetitions (Welch t-test, "
-                 f"p < {ALPHA}); noise = not significant; ? = no spread to test")
+                 f"p < {ALPHA} after Holm's adjustment over all of a run's tests); noise = "
+                 "not significant; ? = no spread to test")
     if c.any_synthetic:
         lines.append("[synthetic] = random-weight model: real speed for its shape, "
                      "meaningless text")
@@ -755,6 +781,7 @@ def to_records(c: Comparison) -> list[dict[str, Any]]:
                 "value": cell.value, "std": cell.std, "n": cell.n,
                 "spread_basis": cell.basis, "ratio": cell.ratio,
                 "change_pct": cell.change_pct, "p_value": cell.p_value,
+                "p_adjusted": cell.p_adjusted,
                 "verdict": cell.verdict if not side.is_baseline else "baseline",
             })
     return records
@@ -784,7 +811,8 @@ def format_json(c: Comparison) -> str:
         "rows": [{k: finite(v) for k, v in r.items()} for r in to_records(c)],
         "regressions": [{**line.key_dict, "metric": line.metric, "side": side.label,
                          "synthetic": line.synthetic, "change_pct": finite(cell.change_pct),
-                         "p_value": finite(cell.p_value)}
+                         "p_value": finite(cell.p_value),
+                         "p_adjusted": finite(cell.p_adjusted)}
                         for line, side, cell in c.regressions],
         "warnings": c.warnings, "notes": c.notes,
     }
@@ -794,7 +822,7 @@ def format_json(c: Comparison) -> str:
 def regression_summary(c: Comparison) -> str:
     """One line naming each regression (for the exit-1 message)."""
     parts = [f"{scenario_label(line.key)} {line.metric} {cell.change_pct:+.1f}% "
-             f"(p={cell.p_value:.2g}) in {side.label}"
+             f"(p={cell.p_value:.2g}, Holm-adjusted {cell.p_adjusted:.2g}) in {side.label}"
              for line, side, cell in c.regressions]
     more = f"; and {len(parts) - 3} more" if len(parts) > 3 else ""
     busy = sum(1 for line, side, _ in c.regressions

@@ -1,4 +1,5 @@
-"""Small statistics for comparing result rows: Welch's t-test from summary figures.
+"""Small statistics for comparing result rows: Welch's t-test from summary figures and
+Holm's adjustment of a family of p-values.
 
 Result rows carry a mean and a standard deviation over `n` samples (repetitions or
 requests), not the samples themselves, so the test works from (mean, std, n) alone.
@@ -92,3 +93,18 @@ def welch_t_test(mean_a: float, std_a: float, n_a: int,
     denom = (va * va / (n_a - 1) if va else 0.0) + (vb * vb / (n_b - 1) if vb else 0.0)
     df = se2 * se2 / denom if denom else float(n_a + n_b - 2)
     return WelchResult(t=t, df=df, p_value=t_two_sided_p(t, df))
+
+
+def holm_adjust(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given: the i-th smallest of m is
+    multiplied by (m - i + 1), kept monotone and capped at 1. A test whose adjusted p is
+    below alpha is significant with a family-wise error rate of at most alpha: the chance
+    that *any* test of the family is a false positive."""
+    m = len(p_values)
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda k: p_values[k])):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+

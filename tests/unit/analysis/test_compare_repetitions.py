@@ -135,3 +135,28 @@ def test_records_are_matched_to_their_row_by_run_scenario_and_load():
     assert cmp.row_records({"run_id": A, "scenario": "s", "concurrency": 64,
                             "load_mode": "batch"}, batch) == batch
     assert cmp.record_from_json({"scenario": "s"}) is None  # not a request record
+
+
+def test_holm_adjusted_p_values_by_hand():
+    from harness.analysis.stats import holm_adjust
+
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> 0.06
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjust([]) == []
+
+
+def test_one_run_is_one_family_of_tests():
+    """A change significant on its own (p ~ 0.02) among three tests of the run is not a
+    regression: the gate asks whether anything regressed, so the run's p-values are
+    Holm-adjusted together."""
+    base = [row("cpu", A, throughput=100.0, throughput_std=5.0, repetitions=3)]
+    other = [row("cpu", B, throughput=85.0, throughput_std=5.0, repetitions=3)]
+    alone = cmp.compare(cmp.build_sides(base + other, None, []),
+                        ["output_throughput_tok_s"], 10).lines[0].cells[1]
+    assert alone.verdict == cmp.VERDICT_REGRESSION and 0.01 < alone.p_value < 0.05
+    c = cmp.compare(cmp.build_sides(base + other, None, []),
+                    ["output_throughput_tok_s", "ttft_ms_mean", "tpot_ms_mean"], 10)
+    cell = c.lines[0].cells[1]
+    assert cell.p_value == pytest.approx(alone.p_value)
+    assert cell.p_adjusted == pytest.approx(3 * alone.p_value)  # the smallest of three
+    assert cell.verdict == cmp.VERDICT_NOISE and c.regressions == []
