@@ -1,10 +1,10 @@
-"""Soak: run `harness bench` for a bounded time against the fault-injection server with a
-mix of healthy and faulty requests, and show that the harness's memory stays flat and
-that it leaks no file descriptors.
+"""Soak: run `harness bench` for a bounded time against the fake OpenAI server's fault
+modes with a mix of healthy and faulty requests, and show that the harness's memory stays
+flat and that it leaks no file descriptors.
 
-It starts `tests/faultserver.py` in its own process, then `python -m harness bench
---backend openai` on a workload of back-to-back timed scenarios (so the run looks like a
-long unattended sweep), samples the bench process's RSS, open file descriptors and
+It starts `harness/servers/fake.py` in its own process (`--mode MIX`), then `python -m
+harness bench --backend openai` on a workload of back-to-back timed scenarios (so the run
+looks like a long unattended sweep), samples the bench process's RSS, open file descriptors and
 threads twice a second with psutil, and prints them with the request and error counts.
 
     .venv/bin/python bench/soak.py --seconds 60
@@ -35,9 +35,12 @@ DEFAULT_MIX = ("healthy+healthy+healthy+healthy+healthy+healthy+http500+cut+stal
                "invalid_json+http429_retry_after+reset+sse_error+malformed_sse")
 
 
-def start_fault_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.faultserver", "--port", "0",
-                             "--ttft-ms", "2", "--itl-ms", "1"], cwd=ROOT,
+def start_fault_server(mix: str) -> tuple[subprocess.Popen[str], str]:
+    """The fake OpenAI server answering model `m` in the fault modes of `mix`, cycled;
+    returns the process and its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness.servers.fake", "--port", "0",
+                             "--model", "m", "--ttft-ms", "2", "--itl-ms", "1", "--mode",
+                             mix], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
@@ -82,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-fd-growth", type=int, default=8)
     args = p.parse_args(argv)
 
-    server, url = start_fault_server()
+    server, url = start_fault_server(args.mix)
     tmp = Path(tempfile.mkdtemp(prefix="harness-soak-"))
     n_scen = write_workload(tmp / "soak.toml", args.seconds, args.scenario_seconds,
                             args.concurrency, args.output_tokens)
     out = tmp / "out"
     cmd = [sys.executable, "-m", "harness", "bench", "--backend", "openai", "--base-url",
-           f"{url}/f/{args.mix}/v1", "--model", "m", "--workload", str(tmp / "soak.toml"),
+           url, "--model", "m", "--workload", str(tmp / "soak.toml"),
            "--output", str(out), "--power", "none", "--quiet", "--timeout",
            str(args.timeout), "--stall-timeout", str(args.stall_timeout)]
     samples: list[dict[str, float]] = []

@@ -1,6 +1,6 @@
-"""Every fault the fault-injection server knows, through the real `harness bench` command
-line and the `openai` backend: each request ends as an error of its class within the
-configured timeouts, the run finishes, the summary counts them. Then the secrets test:
+"""Every fault mode of the fake OpenAI server (harness/servers/fake.py), through the real
+`harness bench` command line and the `openai` backend: each request ends as an error of
+its class within the configured timeouts, the run finishes, the summary counts them. Then the secrets test:
 a canary key must appear nowhere in what the run wrote or printed."""
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.faultserver import FAULTS, ThreadedFaultServer
+from harness.servers.fake import FAULTS
 from tests.support.reliability import (
     bench_argv,
     clean_env,
     csv_rows,
+    fake_server,
     jsonl_records,
     run_bench,
     write_workload,
@@ -35,12 +36,12 @@ def test_every_fault_ends_as_its_error_class_and_the_run_finishes(tmp_path: Path
         "name": "faults", "input_tokens": 16, "output_tokens": 8, "requests": n,
         "warmup_requests": 0, "concurrency": len(modes)})
     out = tmp_path / "out"
-    with ThreadedFaultServer() as server:
+    with fake_server() as server:
         t0 = time.monotonic()
-        proc = run_bench(bench_argv(server.base_url(*modes), workload, out, "--timeout",
+        proc = run_bench(bench_argv(server.fault_url(*modes), workload, out, "--timeout",
                                     str(TIMEOUT_S), "--stall-timeout", str(STALL_S)))
         wall_s = time.monotonic() - t0
-        assert dict(server.served) == {m: PER_MODE for m in modes}
+        assert dict(server.state.served) == {m: PER_MODE for m in modes}
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     # Two waves of requests, none lasting past --timeout: Retry-After (30 s) is not obeyed
@@ -89,10 +90,10 @@ def test_a_canary_key_leaks_nowhere(tmp_path: Path, key_env: str) -> None:
     config = tmp_path / "bench.toml"
     config.write_text(f'api_key_env = "{key_env}"\ntimeout = 5.0\n')
     out = tmp_path / "out"
-    with ThreadedFaultServer() as server:
-        proc = run_bench(bench_argv(server.base_url(*modes), workload, out, "--config",
+    with fake_server() as server:
+        proc = run_bench(bench_argv(server.fault_url(*modes), workload, out, "--config",
                                     str(config)), env=env)
-        seen = set(server.authorization_seen)
+        seen = set(server.state.authorization_seen)
     assert proc.returncode == 0, proc.stderr
     assert seen == {f"Bearer {key}"}, "the run must have sent the canary key"
     records = jsonl_records(out)
@@ -110,8 +111,8 @@ def test_the_key_leaks_from_no_managed_server_log(tmp_path: Path) -> None:
     workload = write_workload(tmp_path / "w.toml", {
         "name": "s", "input_tokens": 16, "output_tokens": 4, "requests": 4,
         "warmup_requests": 0})
-    command = (f"{sys.executable} -m tests.faultserver --port {{port}} --log-requests "
-               "--mode http500+healthy")
+    command = (f"{sys.executable} -m harness.servers.fake --port {{port}} --model m "
+               "--ttft-ms 5 --itl-ms 2 --log-requests --mode http500+healthy")
     out = tmp_path / "out"
     proc = run_bench([sys.executable, "-m", "harness", "bench", "--server", "command",
                       "--server-command", command, "--model", "m", "--workload",

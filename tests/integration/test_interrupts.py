@@ -5,6 +5,7 @@ readable (JSONL lines all valid) and the CSV absent or valid."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -15,13 +16,14 @@ import psutil
 import pytest
 
 from harness.results.files import read_rows
-from tests.faultserver import ThreadedFaultServer
 from tests.support.reliability import (
     ROOT,
     bench_argv,
     csv_rows,
+    fake_server,
     jsonl_count,
     jsonl_records,
+    run_bench,
     start_bench,
     wait_for,
     write_workload,
@@ -61,8 +63,8 @@ def test_signal_mid_scenario(tmp_path: Path, sig: int) -> None:
     # once left the row counting fewer requests than the JSONL held.
     workload = write_workload(tmp_path / "w.toml", dict(LONG, concurrency=8))
     out = tmp_path / "out"
-    with ThreadedFaultServer(ttft_ms=0, itl_ms=0) as server:
-        proc = start_bench(bench_argv(server.base_url("healthy"), workload, out))
+    with fake_server(ttft_ms=0, itl_ms=0) as server:
+        proc = start_bench(bench_argv(server.base_url, workload, out))
         wait_for(lambda: jsonl_count(out) >= 30, what="30 measured requests")
         _finish(proc, sig)
     (row,) = _check_partial(out, ["partial"])
@@ -73,8 +75,8 @@ def test_sigint_mid_open_loop_scenario(tmp_path: Path) -> None:
     workload = write_workload(tmp_path / "w.toml", dict(LONG, rate_rps=[300.0],
                                                         max_in_flight=16))
     out = tmp_path / "out"
-    with ThreadedFaultServer(ttft_ms=0, itl_ms=0) as server:
-        proc = start_bench(bench_argv(server.base_url("healthy"), workload, out))
+    with fake_server(ttft_ms=0, itl_ms=0) as server:
+        proc = start_bench(bench_argv(server.base_url, workload, out))
         wait_for(lambda: jsonl_count(out) >= 30, what="30 measured requests")
         _finish(proc, signal.SIGINT)
     (row,) = _check_partial(out, ["partial"])
@@ -85,8 +87,8 @@ def test_sigint_in_the_second_scenario_keeps_the_first(tmp_path: Path) -> None:
     first = dict(LONG, name="first", requests=6)
     workload = write_workload(tmp_path / "w.toml", first, dict(LONG, name="second"))
     out = tmp_path / "out"
-    with ThreadedFaultServer() as server:
-        proc = start_bench(bench_argv(server.base_url("healthy"), workload, out))
+    with fake_server() as server:
+        proc = start_bench(bench_argv(server.base_url, workload, out))
         wait_for(lambda: jsonl_count(out) >= 9, what="requests of the second scenario")
         _finish(proc, signal.SIGINT)
     rows = _check_partial(out, ["complete", "partial"])
@@ -97,9 +99,9 @@ def test_sigint_in_the_second_scenario_keeps_the_first(tmp_path: Path) -> None:
 def test_signal_during_warmup_marks_the_scenario_partial(tmp_path: Path, sig: int) -> None:
     workload = write_workload(tmp_path / "w.toml", dict(LONG, warmup_requests=100000))
     out = tmp_path / "out"
-    with ThreadedFaultServer() as server:
-        proc = start_bench(bench_argv(server.base_url("healthy"), workload, out))
-        wait_for(lambda: server.served["healthy"] >= 3, what="warmup requests")
+    with fake_server() as server:
+        proc = start_bench(bench_argv(server.base_url, workload, out))
+        wait_for(lambda: server.state.served["healthy"] >= 3, what="warmup requests")
         _finish(proc, sig)
     (row,) = _check_partial(out, ["partial"])
     assert int(row["requests"]) == 0
@@ -109,10 +111,10 @@ def test_signal_while_requests_hang(tmp_path: Path) -> None:
     # Every request in flight hangs: the signal must not wait for --timeout.
     workload = write_workload(tmp_path / "w.toml", LONG)
     out = tmp_path / "out"
-    with ThreadedFaultServer() as server:
-        proc = start_bench(bench_argv(server.base_url("healthy", "hang"), workload, out,
+    with fake_server() as server:
+        proc = start_bench(bench_argv(server.fault_url("healthy", "hang"), workload, out,
                                       "--timeout", "600"))
-        wait_for(lambda: server.served["hang"] >= 2, what="two hanging requests")
+        wait_for(lambda: server.state.served["hang"] >= 2, what="two hanging requests")
         t0 = time.monotonic()
         _finish(proc, signal.SIGTERM)
         assert time.monotonic() - t0 < 30
@@ -121,7 +123,8 @@ def test_signal_while_requests_hang(tmp_path: Path) -> None:
 
 def _server_argv(tmp_path: Path, out: Path) -> list[str]:
     workload = write_workload(tmp_path / "w.toml", LONG)
-    command = f"{sys.executable} -m tests.faultserver --port {{port}} --itl-ms 5"
+    command = (f"{sys.executable} -m harness.servers.fake --port {{port}} --model m "
+               "--ttft-ms 5 --itl-ms 5")
     return [sys.executable, "-m", "harness", "bench", "--server", "command",
             "--server-command", command, "--model", "m", "--workload", str(workload),
             "--output", str(out), "--power", "none"]
@@ -145,7 +148,7 @@ def test_signal_with_a_managed_server_stops_it(tmp_path: Path, sig: int) -> None
     proc = start_bench(_server_argv(tmp_path, out))
     wait_for(lambda: jsonl_count(out) >= 5, what="5 measured requests")
     children = _descendants(proc.pid)
-    assert any("tests.faultserver" in " ".join(c.cmdline()) for c in children)
+    assert any("harness.servers.fake" in " ".join(c.cmdline()) for c in children)
     _finish(proc, sig)
     assert _gone(children), "the managed server outlived the harness"
     _check_partial(out, ["partial"])
@@ -157,8 +160,8 @@ def test_sigkill_mid_run_leaves_every_completed_request_readable(tmp_path: Path)
     scenarios.append(dict(LONG, name="last"))
     workload = write_workload(tmp_path / "w.toml", *scenarios)
     out = tmp_path / "out"
-    with ThreadedFaultServer() as server:
-        proc = start_bench(bench_argv(server.base_url("healthy"), workload, out))
+    with fake_server() as server:
+        proc = start_bench(bench_argv(server.base_url, workload, out))
         wait_for(lambda: len(csv_rows(out)) >= 2 and jsonl_count(out) >= 20,
                  what="two scenarios written")
         proc.kill()
@@ -175,17 +178,32 @@ def test_sigkill_mid_run_leaves_every_completed_request_readable(tmp_path: Path)
 
 
 def test_sigkill_at_startup_leaves_nothing_broken(tmp_path: Path) -> None:
+    """SIGKILL while the first scenario runs (its requests file just opened, no row yet):
+    every line written is a whole record of that scenario, no row claims the unfinished
+    scenario, no temporary file is left in sight, and a new run into the same folder
+    works and writes its own whole files."""
     workload = write_workload(tmp_path / "w.toml", LONG)
     out = tmp_path / "out"
-    with ThreadedFaultServer() as server:
-        proc = start_bench(bench_argv(server.base_url("healthy"), workload, out))
-        time.sleep(1.0)
+    with fake_server() as server:
+        proc = start_bench(bench_argv(server.base_url, workload, out))
+        wait_for(lambda: jsonl_count(out) >= 1, what="the first measured request")
         proc.kill()
         proc.communicate(timeout=30)
-    jsonl_records(out)  # absent, empty or whole lines
-    for path in out.glob("*/*.csv"):
-        if not path.name.startswith("."):
-            read_rows(path)
+        assert proc.returncode == -signal.SIGKILL
+        (killed,) = out.glob("*/*.requests.jsonl")
+        records = [json.loads(line) for line in killed.read_text().splitlines()]
+        assert records and {r["scenario"] for r in records} == {"long"}
+        assert csv_rows(out) == []  # the scenario never finished: no row claims it
+        assert not [p for p in out.rglob("*.tmp") if not p.name.startswith(".")]
+        short = write_workload(tmp_path / "short.toml", dict(LONG, name="short", requests=4))
+        again = run_bench(bench_argv(server.base_url, short, out))
+    assert again.returncode == 0, again.stderr
+    (row,) = csv_rows(out)  # the new run's; the killed one has none
+    assert (row["scenario"], row["status"], row["requests"]) == ("short", "complete", "4")
+    (new,) = [p for p in out.glob("*/*.requests.jsonl") if p != killed]
+    assert [json.loads(line)["scenario"] for line in new.read_text().splitlines()] == [
+        "short"] * 4
+    assert [json.loads(line) for line in killed.read_text().splitlines()] == records
 
 
 def test_sigkill_with_a_managed_server_leaves_no_orphan(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.servers.fake import FakeTiming, ThreadedFakeServer
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,10 +26,20 @@ def write_workload(path: Path, *scenarios: dict[str, Any]) -> Path:
     return path
 
 
+def fake_server(**timing: Any) -> ThreadedFakeServer:
+    """The fake OpenAI server in a background thread, serving model `m` fast (first token
+    after 5 ms, then one every 2 ms) unless `timing` says otherwise; its fault modes are
+    reached through `server.fault_url(MODE, ...)`."""
+    return ThreadedFakeServer(FakeTiming(**{"model": "m", "ttft_ms": 5.0, "itl_ms": 2.0,
+                                            **timing}))
+
+
 def bench_argv(base_url: str, workload: Path, out: Path, *extra: str) -> list[str]:
+    """`harness bench` on the openai backend against `base_url`, model `m`, no power
+    meter, and no length probe at start (the tests count every request the server saw)."""
     return [sys.executable, "-m", "harness", "bench", "--backend", "openai", "--base-url",
             base_url, "--model", "m", "--workload", str(workload), "--output", str(out),
-            "--power", "none", *extra]
+            "--power", "none", "--force-length", "none", *extra]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
