@@ -209,6 +209,9 @@ def parallel_slots(values: Any, max_concurrency: int | None = None) -> tuple[int
     if max_concurrency:
         return int(max_concurrency), "largest concurrency of the run"
     concurrency = _get(values, "concurrency")
+    if concurrency == "auto":  # the saturation sweep may go up to its cap
+        return int(_get(values, "max_concurrency") or 64), "--concurrency auto's cap " \
+            "(--max-concurrency, default 64)"
     if concurrency:
         return max(int(c) for c in concurrency), "largest --concurrency"
     return DEFAULT_SLOTS, "llama-server's default (the run's concurrency was not known)"
