@@ -12,6 +12,36 @@ from harness.power.base import Poller
 POLL_INTERVAL_S = 0.2
 
 
+def proc_descendants(pid: int) -> list[int] | None:
+    """The pids below `pid`, read from its threads' /proc children lists (Linux): a few
+    small reads, where psutil's `children()` reads the status of every process of the
+    machine (about 2 ms of CPU per sample with a hundred processes, polled five times a
+    second inside the measured window). None where /proc cannot tell."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            if current == pid:
+                return None
+            continue  # a descendant that just ended
+        for tid in tids:
+            try:
+                with open(f"/proc/{current}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except FileNotFoundError:
+                if not os.path.exists(f"/proc/{current}/task/{tid}"):
+                    continue  # a thread that just ended
+                return None  # a kernel without /proc/PID/task/TID/children
+            except OSError:
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
 def tree_rss_bytes(pids: list[int]) -> int:
     """Resident memory of each pid and all its descendants, each process counted once."""
     import psutil
@@ -21,17 +51,19 @@ def tree_rss_bytes(pids: list[int]) -> int:
     for pid in pids:
         try:
             root = psutil.Process(pid)
-            procs = [root] + root.children(recursive=True)
+            below = proc_descendants(pid) if sys.platform.startswith("linux") else None
+            tree = [pid] + (below if below is not None
+                            else [c.pid for c in root.children(recursive=True)])
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        for p in procs:
-            if p.pid in seen:
+        for p in tree:
+            if p in seen:
                 continue
-            seen.add(p.pid)
+            seen.add(p)
             try:
-                total += p.memory_info().rss
+                total += psutil.Process(p).memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
+                continue  # ended since it was listed
     return total
 
 
