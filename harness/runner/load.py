@@ -74,22 +74,16 @@ def arrival_gaps_s(kind: str, rate_rps: float, burstiness: float = 1.0,
 
 def arrival_offsets_s(kind: str, rate_rps: float, burstiness: float = 1.0, seed: int = 0,
                       count: int | None = None,
-                      duration_s: float | None = None) -> list[float]:
-    """Send times relative to the start: the first request at 0, then cumulative gaps;
-    `count` arrivals, or every arrival before `duration_s` (at least one bound needed)."""
-    if count is None and duration_s is None:
-        raise ValueError("give count or duration_s")
-    offsets: list[float] = []
-    t = 0.0
+                      duration_s: float | None = None) -> Iterator[float]:
+    """The open loop's send times relative to its start: the first request at 0, then
+    cumulative gaps of `arrival_gaps_s`; `count` arrivals, or every arrival before
+    `duration_s` (both: whichever ends first; neither: without end)."""
     gaps = arrival_gaps_s(kind, rate_rps, burstiness, seed)
-    while True:
-        if count is not None and len(offsets) >= count:
-            break
-        if duration_s is not None and t >= duration_s - 1e-9:
-            break
-        offsets.append(t)
+    t, sent = 0.0, 0
+    while (count is None or sent < count) and (duration_s is None or t < duration_s - 1e-9):
+        yield t
+        sent += 1
         t += next(gaps)
-    return offsets
 
 
 def schedule_seed(scenario: str, rate_rps: float, repetition: int) -> int:
@@ -140,8 +134,9 @@ async def run_open_loop(backend: Any, make_request: Callable[[int], Request], sc
     duration_s = scenario.duration_s
     if count is None and duration_s is None:
         count = 8
-    gaps = arrival_gaps_s(scenario.arrival, rate, scenario.burstiness,
-                          schedule_seed(scenario.name, rate, repetition))
+    offsets = arrival_offsets_s(scenario.arrival, rate, scenario.burstiness,
+                                schedule_seed(scenario.name, rate, repetition), count=count,
+                                duration_s=duration_s)
     cap = asyncio.Semaphore(max(1, int(point.concurrency)))
     records: list[RequestRecord] = []
     tasks: list[asyncio.Task[None]] = []
@@ -156,14 +151,8 @@ async def run_open_loop(backend: Any, make_request: Callable[[int], Request], sc
             cap.release()
 
     start_ns: int | None = None
-    offset_s = 0.0
-    index = 0
     try:
-        while True:
-            if count is not None and index >= count:
-                break
-            if duration_s is not None and offset_s >= duration_s - 1e-9:
-                break
+        for index, offset_s in enumerate(offsets):
             request = make_request(index)  # built before its time: synthesis is not lag
             if start_ns is None:
                 start_ns = time.perf_counter_ns()
@@ -176,8 +165,6 @@ async def run_open_loop(backend: Any, make_request: Callable[[int], Request], sc
                 stats.throttled += 1
             await cap.acquire()  # at the cap, this arrival waits: its lag records it
             tasks.append(asyncio.create_task(send(request, scheduled_ns)))
-            index += 1
-            offset_s += next(gaps)
         if tasks:
             await asyncio.gather(*tasks)
     except BaseException:

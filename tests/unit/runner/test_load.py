@@ -12,7 +12,13 @@ import pytest
 from backends.base import Request
 from backends.openai.backend import OpenAIBackend
 from harness.metrics import RequestRecord
-from harness.runner.load import arrival_gaps_s, arrival_offsets_s, lag_note, run_open_loop
+from harness.runner.load import (
+    arrival_gaps_s,
+    arrival_offsets_s,
+    lag_note,
+    run_open_loop,
+    schedule_seed,
+)
 from harness.runner.runner import SweepPoint
 from harness.servers.fake import FakeOpenAIServer, FakeTiming
 from workloads.spec import Scenario, TokenDist
@@ -37,25 +43,29 @@ def test_burstier_shape_means_more_short_gaps():
     # With the same mean, a gamma of shape 0.25 packs arrivals closer more often.
     bursty = _gaps("gamma", 1.0, 0.25)
     smooth = _gaps("gamma", 1.0, 4.0)
-    short = lambda gs: sum(1 for g in gs if g < 0.1) / len(gs)
+    def short(gaps: list[float]) -> float:
+        return sum(1 for g in gaps if g < 0.1) / len(gaps)
+
     assert short(bursty) > 3 * short(smooth)
 
 
 def test_schedules_are_seeded():
-    a = arrival_offsets_s("poisson", 2.0, seed=11, count=50)
-    b = arrival_offsets_s("poisson", 2.0, seed=11, count=50)
-    c = arrival_offsets_s("poisson", 2.0, seed=12, count=50)
+    a = list(arrival_offsets_s("poisson", 2.0, seed=11, count=50))
+    b = list(arrival_offsets_s("poisson", 2.0, seed=11, count=50))
+    c = list(arrival_offsets_s("poisson", 2.0, seed=12, count=50))
     assert a == b and a != c
 
 
 def test_offsets_start_at_zero_and_respect_their_bound():
-    by_count = arrival_offsets_s("constant", 4.0, count=5)
+    by_count = list(arrival_offsets_s("constant", 4.0, count=5))
     assert by_count == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
-    by_time = arrival_offsets_s("poisson", 50.0, seed=1, duration_s=20.0)
+    by_time = list(arrival_offsets_s("poisson", 50.0, seed=1, duration_s=20.0))
     assert all(t < 20.0 for t in by_time)
     assert len(by_time) == pytest.approx(50 * 20, rel=0.1)
-    both = arrival_offsets_s("constant", 1.0, count=100, duration_s=3.0)
+    both = list(arrival_offsets_s("constant", 1.0, count=100, duration_s=3.0))
     assert len(both) == 3
+    endless = arrival_offsets_s("constant", 10.0)
+    assert [next(endless) for _ in range(1000)][-1] == pytest.approx(99.9)
 
 
 @pytest.mark.parametrize("kwargs", [{"kind": "poisson", "rate_rps": 0},
@@ -126,6 +136,21 @@ def test_open_loop_sends_on_schedule_when_the_server_keeps_up():
     gaps_ms = [(b - a) / 1e6 for a, b in itertools.pairwise(scheduled)]
     assert gaps_ms == pytest.approx([25.0] * 11, abs=0.01)  # constant arrivals at 40/s
     assert all(r.send_lag_ms is not None and r.send_lag_ms >= 0 for r in records)
+
+
+def test_open_loop_sends_on_the_seeded_schedule_of_arrival_offsets():
+    # What run_open_loop sends by is arrival_offsets_s, seeded per scenario, rate and
+    # repetition: the scheduled send times are that schedule, to the nanosecond.
+    scenario = _scenario(requests=10, arrival="gamma", burstiness=0.5)
+    records, _, _ = asyncio.run(_open_loop(FakeTiming(ttft_ms=1, itl_ms=0), scenario,
+                                           rate=200.0, cap=16))
+    scheduled = sorted(r.scheduled_ns for r in records)
+    got_s = [(t - scheduled[0]) / 1e9 for t in scheduled]
+    want = list(arrival_offsets_s("gamma", 200.0, 0.5, schedule_seed("open", 200.0, 0),
+                                  count=10))
+    assert got_s == pytest.approx(want, abs=2e-9)
+    assert want != list(arrival_offsets_s("gamma", 200.0, 0.5, schedule_seed("open", 200.0, 1),
+                                          count=10))  # another repetition, another schedule
 
 
 def test_open_loop_caps_requests_in_flight_and_records_the_lag():
