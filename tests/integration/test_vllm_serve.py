@@ -1,6 +1,8 @@
 """vLLM serve mode for real (the CPU build here): a managed vLLM OpenAI server on the tiny
-Llama, benchmarked at concurrency 1 and 8 through the openai client, with the server's
-Prometheus /metrics stored beside the client figures; then a server killed mid-run."""
+Llama, benchmarked at concurrency 1 and 8 through the openai client (c=8 really has 8
+requests in flight), with the server's Prometheus /metrics stored beside the client
+figures; then a server killed mid-run. How much faster c=8 is, is a figure printed by
+bench/vllm_batching.py, never asserted here."""
 
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ import pytest
 from tests.support.vllm_runs import (
     ROOT,
     VLLM_ENV,
-    batching_model,
     harness,
     require_vllm,
     result_files,
@@ -26,15 +27,25 @@ from tests.support.vllm_runs import (
 
 pytestmark = pytest.mark.slow
 require_vllm()
-__all__ = ["tiny_model", "batching_model"]  # the fixtures, imported for pytest
+__all__ = ["tiny_model"]  # the fixture, imported for pytest
 
 SERVE_FLAGS = ("--server", "vllm", "--max-model-len", "512", "--enforce-eager",
                "--max-num-seqs", "16", "--quiet", "--power", "none")
 
 
-def test_serve_c1_c8_rows_server_metrics_and_batching_gain(tmp_path: Path,
-                                                            batching_model: Path) -> None:
-    tiny_model = batching_model
+def peak_in_flight(records: list[dict]) -> int:
+    """The most requests open at once, from each record's [send_ns, end_ns] (an end and a
+    send at the same instant do not overlap)."""
+    edges = sorted([(r["send_ns"], 1) for r in records] + [(r["end_ns"], -1) for r in records])
+    level = peak = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def test_serve_c1_c8_rows_server_metrics_and_8_in_flight(tmp_path: Path,
+                                                         tiny_model: Path) -> None:
     workload = write_workload(tmp_path / "w.toml", requests=16, out=64,
                               concurrency="[1, 8]")
     out = tmp_path / "results"
@@ -76,10 +87,15 @@ def test_serve_c1_c8_rows_server_metrics_and_batching_gain(tmp_path: Path,
     assert entries["c=8"]["details"]["source"].endswith("/metrics")
     assert files["server_log"] is not None and "api_server" in files["server_log"].read_text()
 
-    # Batching: 8 concurrent streams give several times the aggregate throughput of one.
-    ratio = float(rows[8]["output_throughput_tok_s"]) / float(rows[1]["output_throughput_tok_s"])
-    print(f"vLLM serve output throughput c=8 / c=1 = {ratio:.2f}")
-    assert ratio > 2.0, (rows[1]["output_throughput_tok_s"], rows[8]["output_throughput_tok_s"])
+    # Concurrency: c=8 had 8 requests in flight at once, c=1 one, from the per-request
+    # [send, end] intervals and in the row's own column. (How much faster that is depends
+    # on the machine: bench/vllm_batching.py prints it.)
+    for c in (1, 8):
+        records = [r for r in files["requests"] if r["load"] == f"c={c}"]
+        assert len(records) == int(rows[c]["requests"])
+        assert all(r["end_ns"] is not None for r in records)
+        assert peak_in_flight(records) == c
+        assert int(float(rows[c]["concurrency_achieved_peak"])) == c
 
 
 def test_server_killed_mid_run_keeps_completed_requests_and_says_so(tmp_path: Path,

@@ -51,17 +51,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
-@pytest.fixture(scope="session")
-def batching_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A larger random-weight Llama (about 120M parameters) whose decode step is compute,
-    so concurrent streams can show vLLM's batching gain on a small CPU."""
-    require_vllm()
-    from harness.models.tiny_llama import BATCHING_SHAPE, build_tiny_llama
-
-    return build_tiny_llama(tmp_path_factory.mktemp("models") / "batching-llama",
-                            shape=BATCHING_SHAPE)
-
-
 def write_workload(path: Path, requests: int, out: int, reps: int = 1,
                    concurrency: str = "1") -> Path:
     path.write_text(WORKLOAD.format(requests=requests, out=out, reps=reps,
