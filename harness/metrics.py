@@ -173,6 +173,9 @@ def window_s(records: Sequence[RequestRecord]) -> float | None:
     return (end - start) / NS_PER_S if end > start else None
 
 
+# The percentiles of every latency column (ttft, tpot, itl, e2e): `<name>_ms_p<q>`.
+PERCENTILES = (50, 90, 95, 99)
+
 # A closed-loop row whose requests in flight averaged less than this fraction of its
 # concurrency did not load the machine as labelled: it is not a capacity measurement.
 CAPACITY_MIN_FRACTION = 0.9
@@ -409,9 +412,9 @@ def scenario_summary(
     for name, values in (("ttft_ms", ttft), ("tpot_ms", tpot), ("e2e_ms", e2e)):
         summary[f"{name}_mean"] = mean(values)
         summary[f"{name}_std"] = stdev(values)
-        for q in (50, 90, 99):
+        for q in PERCENTILES:
             summary[f"{name}_p{q}"] = percentile(values, q)
-    for q in (50, 90, 99):
+    for q in PERCENTILES:
         summary[f"itl_ms_p{q}"] = percentile(itl, q)
     costs = [cost_usd(price_usd_per_mtok, r.input_tokens, r.output_tokens) for r in ok]
     summary["api_cost_usd"] = (sum(c for c in costs if c is not None)

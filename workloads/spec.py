@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError, did_you_mean, one_line
+from workloads.datasets import HF_PREFIX, SAMPLES, load_dataset, resolve_source
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 DEFAULT_REQUESTS_PER_STREAM = 2
@@ -81,6 +82,12 @@ class Scenario:
     # streams stay busy (0: exactly `requests`, however many streams).
     requests_per_stream: int = DEFAULT_REQUESTS_PER_STREAM
     shared_prefix_tokens: int = 0  # a common prefix of every prompt (caching on purpose)
+    # Prompts from a dataset (workloads.datasets) instead of synthetic ones: its source
+    # (an absolute path or hf:id), how entries are drawn, and the seed of the draw
+    # (None: the workload's seed).
+    dataset: str | None = None
+    dataset_sample: str = "random"
+    dataset_seed: int | None = None
 
     def requests_at(self, concurrency: int) -> int | None:
         """Requests per closed-loop repetition at `concurrency` streams: `requests`, raised
@@ -128,6 +135,9 @@ _SCENARIO_KEYS: dict[str, tuple[type, ...]] = {
     "long_answer": (bool,),
     "requests_per_stream": (int,),
     "shared_prefix_tokens": (int,),
+    "dataset": (str,),
+    "dataset_sample": (str,),
+    "dataset_seed": (int,),
 }
 _DIST_KEYS = {"dist", "mean", "std", "min", "max"}
 
@@ -262,17 +272,42 @@ def _scenario_name(ctx: _Ctx, name: str, block: int) -> str:
     return name
 
 
+def _dataset_keys(ctx: _Ctx, table: dict[str, Any], block: int) -> dict[str, Any]:
+    """`dataset` (a path relative to the workload file, or hf:id), `dataset_sample` and
+    `dataset_seed`, checked."""
+    text = table["dataset"]
+    if not text.strip():
+        raise ctx.fail("dataset", "'dataset' must name a file, a folder or hf:owner/name",
+                       block)
+    source = resolve_source(text, ctx.path.parent)
+    if not source.startswith(HF_PREFIX) and not Path(source).exists():
+        raise ctx.fail("dataset", f"dataset not found: {source} (paths are relative to "
+                       "the workload file); fix the path or use hf:owner/name", block)
+    out: dict[str, Any] = {"dataset": source}
+    if "dataset_sample" in table:
+        if table["dataset_sample"] not in SAMPLES:
+            raise ctx.fail("dataset_sample", f"'dataset_sample' must be "
+                           f"{' or '.join(SAMPLES)}, got {table['dataset_sample']!r}", block)
+        out["dataset_sample"] = table["dataset_sample"]
+    if "dataset_seed" in table:
+        out["dataset_seed"] = table["dataset_seed"]
+    return out
+
+
 def _build_scenario(ctx: _Ctx, table: dict[str, Any], block: int) -> Scenario:
     if "name" not in table:
         raise ctx.fail("[[scenarios]]", f"scenario #{block + 1} has no 'name'", block)
     for key in ("input_tokens", "output_tokens"):
-        if key not in table:
+        if key not in table and not (key == "input_tokens" and "dataset" in table):
             raise ctx.fail("name", f"scenario '{table['name']}' needs '{key}'", block)
     kwargs: dict[str, Any] = {
         "name": _scenario_name(ctx, table["name"], block),
-        "input_tokens": _dist(ctx, table["input_tokens"], block),
+        "input_tokens": (_dist(ctx, table["input_tokens"], block) if "input_tokens" in table
+                         else TokenDist("fixed", mean=0, min=0, max=0)),
         "output_tokens": _positive_int(ctx, "output_tokens", table["output_tokens"], block),
     }
+    if "dataset" in table:
+        kwargs.update(_dataset_keys(ctx, table, block))
     for key in ("requests", "max_in_flight", "repetitions"):
         if key in table:
             kwargs[key] = _positive_int(ctx, key, table[key], block)
@@ -284,7 +319,7 @@ def _build_scenario(ctx: _Ctx, table: dict[str, Any], block: int) -> Scenario:
             kwargs[key] = _positive_int(ctx, key, table[key], block, minimum=0)
     shortest = (int(kwargs["input_tokens"].mean) if kwargs["input_tokens"].kind == "fixed"
                 else kwargs["input_tokens"].min)
-    if kwargs.get("shared_prefix_tokens", 0) >= shortest:
+    if kwargs.get("shared_prefix_tokens", 0) >= shortest and "dataset" not in kwargs:
         raise ctx.fail("shared_prefix_tokens", f"'shared_prefix_tokens' "
                        f"({kwargs['shared_prefix_tokens']}) must be below the shortest "
                        f"prompt ({shortest} tokens of input_tokens): the prefix is part "
@@ -382,10 +417,31 @@ def load_workload(name_or_file: str) -> Workload:
     return parse_workload(text, path)
 
 
+def dataset_seed(workload: Workload, scenario: Scenario) -> int:
+    """The seed a dataset scenario draws its prompts with (default: the workload's)."""
+    return workload.seed if scenario.dataset_seed is None else scenario.dataset_seed
+
+
+def _length_bounds(workload: Workload, s: Scenario) -> tuple[int, int]:
+    """(longest prompt, longest output) a scenario may send, in tokens: its settings, or
+    for a dataset an upper bound over the entries its requests draw (all of them when it
+    runs for a duration; the shared prefix, the nonce and a chat template come on top)."""
+    if s.dataset is None:
+        return (s.input_tokens.max if s.input_tokens.kind != "fixed"
+                else int(s.input_tokens.mean)), s.output_tokens
+    count = None
+    if s.requests is not None:
+        count = max([s.requests, s.warmup_requests]
+                    + [s.requests_at(c) or 0 for c in s.concurrency])
+    data = load_dataset(s.dataset)
+    longest, out = data.length_bounds(count, s.dataset_sample, dataset_seed(workload, s))
+    return longest + s.shared_prefix_tokens + 16, max(out or 0, s.output_tokens)
+
+
 def context_tokens(workload: Workload) -> int:
     """A context that fits the workload's longest prompt plus its output (and a margin)."""
-    longest = max(s.input_tokens.max if s.input_tokens.kind != "fixed" else
-                  int(s.input_tokens.mean) for s in workload.scenarios)
-    out = max(s.output_tokens for s in workload.scenarios)
+    bounds = [_length_bounds(workload, s) for s in workload.scenarios]
+    longest = max(b[0] for b in bounds)
+    out = max(b[1] for b in bounds)
     need = longest + out + 64
     return max(512, -(-need // 256) * 256)

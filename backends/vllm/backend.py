@@ -289,9 +289,10 @@ class VLLMBackend:
     def _prompt(self, request: Request) -> Any:
         if not request.chat:
             return request.prompt
-        ids = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": request.prompt}], add_generation_prompt=True,
-            tokenize=True)
+        messages = ([{"role": r, "content": c} for r, c in request.messages]
+                    or [{"role": "user", "content": request.prompt}])
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                 tokenize=True)
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):
             ids = ids["input_ids"]
         return {"prompt_token_ids": list(ids)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from backends.registry import importable_backends
+from backends.registry import INSTALL_HINTS, importable_backends
 from harness.power import meter_status
 from harness.results.machine import fingerprint, load_avg_1m
 
@@ -23,6 +23,8 @@ def collect() -> dict:
     info = dict(fingerprint())
     info["load_avg_1m"] = load_avg_1m()
     info["backends"] = importable_backends()
+    info["backend_install"] = {name: INSTALL_HINTS.get(name, "")
+                               for name, status in info["backends"].items() if status != "ok"}
     info["llamacpp_build"] = _llamacpp_build() if info["backends"].get("llamacpp") == "ok" \
         else ""
     info["power_meters"] = meter_status()
@@ -59,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"load avg    {info['load_avg_1m']}")
     print("backends:")
     for name, status in info["backends"].items():
-        print(f"  {name:10s} {status}")
+        print(f"  {name:10s} {'installed' if status == 'ok' else status}")
+    for name, hint in info["backend_install"].items():
+        print(f"  to add {name}: {hint}")
     if info["llamacpp_build"]:
         print(f"  llama.cpp  {info['llamacpp_build']}")
     print("power meters:")

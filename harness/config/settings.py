@@ -37,7 +37,7 @@ class Setting:
     """One bench setting: type, check, unit, default, help, owner."""
 
     name: str
-    kind: str  # str | int | float | bool | choice | ints | floats | path | table
+    kind: str  # str | int | float | bool | choice | ints | floats | path | table | labels
     help: str
     group: str
     owner: str = RUN
@@ -68,6 +68,15 @@ SETTINGS: tuple[Setting, ...] = (
             "PyPI", _WHAT),
     Setting("workload", "str", "built-in name (smoke, default, chat, rag, long-context) or a "
             ".toml file (default: default)", _WHAT),
+    Setting("dataset", "str", "prompts from a dataset for every scenario, instead of "
+            "synthetic ones: a .jsonl ({\"prompt\": ..., \"output_tokens\": ...} or chat "
+            "\"messages\" per line), a ShareGPT .json, a Hugging Face dataset folder or "
+            ".parquet/.csv/.arrow file, or hf:owner/name[:split]", _WHAT, metavar="SOURCE"),
+    Setting("dataset_sample", "choice", "how requests draw dataset entries: random (default: "
+            "a seeded sample) or first (the first entries in file order)", _WHAT,
+            choices=("random", "first")),
+    Setting("dataset_seed", "int", "seed of the random dataset sample (default: the "
+            "workload's seed)", _WHAT, minimum=0),
     Setting("concurrency", "ints", "closed-loop requests in flight; a list sweeps: 1,4,8; "
             "auto: double from 1 until output throughput grows < 5%%, an SLO breaks (p90) "
             "or --max-concurrency, and mark the knee row", _LOAD, minimum=1,
@@ -138,7 +147,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("idle_power_s", "float", "seconds of idle power measured once before the first "
             "request of the run (default 0 when no meter, 3 otherwise)", _OUT, owner=POWER, minimum=0, unit="s"),
     Setting("output", "path", "results folder (default results/)", _OUT),
-    Setting("quiet", "bool", "no progress line", _OUT, toml=False),
+    Setting("quiet", "bool", "no live progress: one plain line per load level", _OUT,
+            toml=False),
+    Setting("format", "choice", "what bench prints on stdout: table (default), json (the run "
+            "summary, as written to <run>_<workload>.json) or md (a Markdown table)", _OUT,
+            choices=("table", "json", "md"), toml=False),
+    Setting("label", "labels", "KEY=VALUE stored with the run (the rows' labels column and "
+            "the run summary); repeat for several", _OUT, metavar="KEY=VALUE"),
     Setting("engine", "table", "[engine] table: engine settings passed through to the "
             "backend (and server keys: chat_format, server_args, server_env)", _OUT,
             flag=False),
@@ -149,7 +164,8 @@ TOML_KEYS: tuple[str, ...] = tuple(s.name for s in SETTINGS if s.toml)
 
 def _field_type(s: Setting) -> Any:
     typ = {"str": str, "int": int, "float": float, "bool": bool, "choice": str,
-           "ints": tuple, "floats": tuple, "path": Path, "table": dict}[s.kind]
+           "ints": tuple, "floats": tuple, "path": Path, "table": dict,
+           "labels": dict}[s.kind]
     return typ | str | None if s.words else typ | None
 
 
@@ -251,6 +267,8 @@ def check_value(key: str, value: Any, where: str) -> Any:
         if not isinstance(value, str) or not value.strip() or "\x00" in value:
             raise UserError(f"{where} must be a folder path, got {_show(value)}")
         return Path(value)
+    if s.kind == "labels":
+        return _labels(value, where)
     if s.kind == "table":
         if not isinstance(value, dict):
             raise UserError(f"{where} must be a table of engine settings ([engine])")
@@ -261,6 +279,38 @@ def check_value(key: str, value: Any, where: str) -> Any:
                                 "variable with --api-key-env")
         return value
     raise AssertionError(f"setting {key}: unknown kind {s.kind}")
+
+
+def _labels(value: Any, where: str) -> dict[str, str]:
+    """Run labels: KEY=VALUE texts (flags) or a table (TOML) → {key: value}."""
+    if isinstance(value, dict):
+        pairs = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        pairs = []
+        for text in value:
+            key, sep, val = text.partition("=")
+            if not sep:
+                raise UserError(f"{where} takes KEY=VALUE like --label team=infra, got "
+                                f"{_show(text)}")
+            pairs.append((key.strip(), val.strip()))
+    else:
+        raise UserError(f"{where} takes KEY=VALUE (flag) or a table like "
+                        f"label = {{ team = \"infra\" }} (config), got {_show(value)}")
+    labels: dict[str, str] = {}
+    for key, val in pairs:
+        if not key or not key.isprintable() or not all(c.isalnum() or c in "_-.:/"
+                                                       for c in key):
+            raise UserError(f"{where}: label key {_show(key)} must be letters, digits or "
+                            "_-.:/ like team or gpu.count")
+        if is_secret_name(key):
+            raise UserError(f"{where}: label {key!r} looks like a credential; labels are "
+                            "written into the result files")
+        if isinstance(val, bool) or not isinstance(val, (str, int, float)) \
+                or not str(val).isprintable():
+            raise UserError(f"{where}: label {key!r} needs a line of text as its value, got "
+                            f"{_show(val)}")
+        labels[key] = str(val)
+    return labels
 
 
 def credential_key_error(path: Path, key: str) -> UserError:
@@ -330,6 +380,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = _float_list(s.flag_name)
         elif s.kind == "path":
             kwargs["type"] = Path
+        elif s.kind == "labels":
+            kwargs["action"] = "append"
+        if s.metavar:
+            kwargs["metavar"] = s.metavar
         group.add_argument(s.flag_name, **kwargs)
 
 
@@ -361,7 +415,10 @@ def merge(flags: dict[str, Any], config_path: Path | None = None) -> dict[str, A
     values = read_config_file(config_path) if config_path is not None else {}
     for key, value in flags.items():
         if value is not None and key in BY_NAME:
-            values[key] = check_value(key, value, BY_NAME[key].flag_name)
+            checked = check_value(key, value, BY_NAME[key].flag_name)
+            if BY_NAME[key].kind == "labels":  # flags add to (and win over) the file's
+                checked = {**values.get(key, {}), **checked}
+            values[key] = checked
     return values
 
 

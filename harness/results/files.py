@@ -27,6 +27,7 @@ from typing import Any
 from harness.errors import UserError
 from harness.results.imports import FORMATS_HELP, is_own_companion, read_foreign
 from harness.results.schema import COLUMNS, TYPES, migrate
+from harness.results.summary import run_summary, summary_json
 from harness.secrets import redact, redact_obj
 
 
@@ -215,6 +216,10 @@ class RunFiles:
         self.machine_path = self.dir / "machine.json"
         self.server_log_path = self.dir / f"{stem}.server.log"
         self.server_metrics_path = self.dir / f"{stem}.server_metrics.json"
+        self.summary_path = self.dir / f"{stem}.json"  # harness.results.summary
+        self.run_id, self.workload, self.machine = run_id, workload, machine
+        # engine, settings and labels of the run summary (set once the engine is open)
+        self.summary_context: dict[str, Any] = {}
         self.server_metrics: list[dict[str, Any]] = []
         self.rows: list[dict[str, Any]] = []
         self.requests = BackgroundJsonl(self.requests_path)
@@ -253,8 +258,17 @@ class RunFiles:
         self.flush_rows()
 
     def flush_rows(self) -> None:
+        """Rewrite the CSV and the run summary JSON (atomically) with the rows so far."""
         if self.rows:
             atomic_write_text(self.csv_path, rows_to_csv(self.rows))
+            atomic_write_text(self.summary_path, summary_json(self.summary()))
+
+    def summary(self) -> dict[str, Any]:
+        """The run summary (`harness.results.summary.run_summary`) of the rows so far."""
+        files = {"csv": self.csv_path.name, "requests": self.requests_path.name,
+                 "machine": self.machine_path.name}
+        return run_summary(self.rows, run_id=self.run_id, workload=self.workload,
+                           machine=self.machine, files=files, **self.summary_context)
 
     def close(self) -> None:
         self.requests.close()
@@ -262,8 +276,8 @@ class RunFiles:
             self._power.close()
 
     def written(self) -> list[Path]:
-        return [p for p in (self.csv_path, self.requests_path, self.power_path,
-                            self.machine_path, self.server_log_path,
+        return [p for p in (self.csv_path, self.summary_path, self.requests_path,
+                            self.power_path, self.machine_path, self.server_log_path,
                             self.server_metrics_path) if p.exists()]
 
 

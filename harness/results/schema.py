@@ -47,6 +47,7 @@ FIELDS: list[tuple[str, str, str]] = [
     ("quant", "str", "quantization"),
     ("weights", "str", "real | synthetic"),
     ("settings_json", "str", "every engine setting that affects speed, as JSON"),
+    ("labels", "str", "the run's --label KEY=VALUE pairs, as a JSON object; empty if none"),
     ("workload", "str", "workload name"),
     ("scenario", "str", "scenario name"),
     ("load_mode", "str", "closed (concurrency) | open (arrival rate) | batch (offline engine)"),
@@ -64,8 +65,12 @@ FIELDS: list[tuple[str, str, str]] = [
      "requests per stream (requests = max(requests, concurrency x this))"),
     ("shared_prefix_tokens", "int", "tokens of a common prefix every prompt of the "
      "scenario starts with (0: none; each prompt is fresh per run)"),
-    ("input_tokens_target", "int", "mean requested prompt length"),
-    ("output_tokens_target", "int", "requested output length"),
+    ("dataset", "str", "prompts from a dataset: its file or hf:id, kind, size, sampling "
+     "and seed; empty for synthetic prompts"),
+    ("input_tokens_target", "int", "mean requested prompt length (empty for a dataset: "
+     "the real lengths are in input_tokens and the requests JSONL)"),
+    ("output_tokens_target", "int", "requested output length (empty when a dataset gives "
+     "the lengths)"),
     ("repetitions", "int", "measured repetitions"),
     ("warmup_requests", "int", "requests sent before measuring"),
     ("load_avg_1m", "float", "1-minute load average when the scenario started"),
@@ -99,12 +104,16 @@ FIELDS: list[tuple[str, str, str]] = [
     ("slo_tpot_ms", "float", "TPOT SLO used for goodput"),
     # latency
     ("ttft_ms_mean", "float", ""), ("ttft_ms_std", "float", ""),
-    ("ttft_ms_p50", "float", ""), ("ttft_ms_p90", "float", ""), ("ttft_ms_p99", "float", ""),
+    ("ttft_ms_p50", "float", ""), ("ttft_ms_p90", "float", ""), ("ttft_ms_p95", "float", ""),
+    ("ttft_ms_p99", "float", ""),
     ("tpot_ms_mean", "float", ""), ("tpot_ms_std", "float", ""),
-    ("tpot_ms_p50", "float", ""), ("tpot_ms_p90", "float", ""), ("tpot_ms_p99", "float", ""),
-    ("itl_ms_p50", "float", ""), ("itl_ms_p90", "float", ""), ("itl_ms_p99", "float", ""),
+    ("tpot_ms_p50", "float", ""), ("tpot_ms_p90", "float", ""), ("tpot_ms_p95", "float", ""),
+    ("tpot_ms_p99", "float", ""),
+    ("itl_ms_p50", "float", ""), ("itl_ms_p90", "float", ""), ("itl_ms_p95", "float", ""),
+    ("itl_ms_p99", "float", ""),
     ("e2e_ms_mean", "float", ""), ("e2e_ms_std", "float", ""),
-    ("e2e_ms_p50", "float", ""), ("e2e_ms_p90", "float", ""), ("e2e_ms_p99", "float", ""),
+    ("e2e_ms_p50", "float", ""), ("e2e_ms_p90", "float", ""), ("e2e_ms_p95", "float", ""),
+    ("e2e_ms_p99", "float", ""),
     ("send_lag_ms_p99", "float", "open loop: how late requests were sent vs schedule"),
     # energy and memory
     ("energy_j", "float", "hardware energy counter delta over the measured window"),

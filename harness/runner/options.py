@@ -28,6 +28,7 @@ class RunOptions:
     # --concurrency auto: closed-loop concurrency doubled from 1 up to `max_concurrency`
     concurrency_auto: bool = False
     max_concurrency: int = 64
+    labels: dict[str, str] = field(default_factory=dict)  # --label KEY=VALUE, every row
 
 
 @dataclass

@@ -11,7 +11,6 @@ import asyncio
 import json
 import resource
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -39,12 +38,12 @@ from harness.runner.load import (
     throttle_note,
 )
 from harness.runner.options import STALL_TIMEOUT_S, RunOptions, RunState, SweepPoint
+from harness.runner.progress import Progress, RowCounter
 from workloads.requests import PromptFactory
 from workloads.spec import Scenario, Workload
 
 # --concurrency auto stops when doubling N grows output throughput by less than this.
 GROWTH_MIN = 0.05
-PROGRESS_REDRAW_S = 0.25  # a terminal's progress line is redrawn at most this often
 
 
 def utc_now() -> str:
@@ -54,33 +53,6 @@ def utc_now() -> str:
 def new_run_id() -> str:
     """Sortable and unique: UTC time plus a short random suffix."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-
-
-class Progress:
-    """One status line on stderr (redrawn on a terminal at most every PROGRESS_REDRAW_S,
-    one line per step otherwise): little terminal I/O while requests are timed."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-        self.last = ""
-        self.drawn_s = 0.0
-
-    def update(self, text: str, final: bool = False) -> None:
-        if self.quiet:
-            return
-        if self.tty:
-            now = time.monotonic()
-            if not final and now - self.drawn_s < PROGRESS_REDRAW_S:
-                self.last = text
-                return
-            self.drawn_s = now
-            sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
-            sys.stderr.flush()
-        elif final or text.split("]")[0] != self.last.split("]")[0]:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
-        self.last = text
 
 
 def sweep_points(scenario: Scenario) -> list[SweepPoint]:
@@ -241,14 +213,16 @@ class _Run:
         records: list[RequestRecord] = []
         per_rep = (scenario.requests if batch or point.rate_rps
                    else scenario.requests_at(point.concurrency))
-        total = f"/{per_rep * scenario.repetitions}" if per_rep else ""
         fields = {"run_id": self.run_id, "workload": workload.name, "load": point.label}
+        counter = self.progress.row(
+            label, per_rep * scenario.repetitions if per_rep else None,
+            scenario.duration_s * scenario.repetitions if scenario.duration_s else None)
 
         def on_record(record: RequestRecord) -> None:
             records.append(record)
             # The line is built and written by the files' writer thread.
             files.add_request(lambda: {**fields, **record.to_json()})
-            self.progress.update(f"{label} {len(records)}{total} requests")
+            counter.done(record.ok, record.output_tokens)  # drawn from a timer
 
         metrics = backend if isinstance(backend, ServerMetricsBackend) else None
         if metrics is not None:
@@ -258,7 +232,7 @@ class _Run:
         try:
             for rep in range(scenario.repetitions if not interrupted else 0):
                 await run_scenario_repetition(backend, factory, scenario, point, rep,
-                                              options, on_record, stats)
+                                              options, on_record, stats, counter)
         except (asyncio.CancelledError, KeyboardInterrupt):
             interrupted = True
         try:
@@ -287,8 +261,7 @@ class _Run:
             for note in (throttle_note(stats, point.concurrency), lag):
                 if note:
                     notes.append(note)
-                    sys.stderr.write(("\r\033[K" if sys.stderr.isatty() else "")
-                                     + f"{label} warning: {note}\n")  # also --quiet
+                    self.progress.warn(f"{label} warning: {note}")  # also --quiet
         if serial:
             row["capacity_ok"] = 0
         elif row.get("capacity_ok") == 0 and records:
@@ -301,8 +274,12 @@ class _Run:
         if batch:
             notes.append(f"offline batch: {scenario.requests} requests submitted at once "
                          "per repetition; TTFT/TPOT from engine request metrics")
+        reuse = factory.reuse_note(per_rep)
+        if reuse:
+            notes.append(reuse)
         _finish_row(row, workload, scenario, point, started, load_start, self.cores, notes,
                     interrupted)
+        row.update(factory.row_columns())  # a dataset's label and targets
         row["knee"] = knee
         if batch:
             row.update(load_mode="batch", concurrency=scenario.requests,
@@ -311,7 +288,7 @@ class _Run:
             row["load_mode"] = "serial"
         files.add_row(row)
         self.state.rows.append(row)
-        self.progress.update(f"{label} done: {len(records)} requests", final=True)
+        self.progress.finish(counter)
         if interrupted:
             self.state.interrupted = True
             raise KeyboardInterrupt
@@ -355,6 +332,23 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
     run = _Run(backend, info, workload, files, run_id, power, options, state,
                Progress(options.quiet), context_row(machine, info, run_id),
                machine.get("cpu_threads") or 1)
+    if options.labels:
+        run.base["labels"] = json.dumps(options.labels, sort_keys=True)
+    try:
+        return await _run_scenarios(run, _prompt_counter(backend))
+    finally:
+        run.progress.close()
+
+
+def _prompt_counter(backend: Backend) -> Callable[[str], int]:
+    """Prompt tokens by the backend's tokenizer (BOS included), else about 4 bytes each."""
+    return lambda text: backend.count_tokens(text, prompt=True) or max(1, len(text) // 4)
+
+
+async def _run_scenarios(run: _Run, count_tokens: Callable[[str], int]
+                         ) -> list[dict[str, Any]]:
+    """The idle power once, then every scenario and load level of the run."""
+    workload, options, power, state = run.workload, run.options, run.power, run.state
     if options.idle_power_s > 0:
         # Once, before any request of the run: after a warmup a GPU is still hot and
         # reads high for seconds. The power session keeps it for every row of the run.
@@ -362,9 +356,7 @@ async def run_workload(backend: Backend, info: BackendInfo, workload: Workload,
                             "request")
         await asyncio.to_thread(power.measure_idle, options.idle_power_s)
     for s_index, scenario in enumerate(workload.scenarios):
-        factory = PromptFactory(workload, scenario,
-                                lambda text: backend.count_tokens(text, prompt=True) or
-                                max(1, len(text) // 4), run_id)
+        factory = PromptFactory(workload, scenario, count_tokens, run.run_id)
         where = f"{s_index + 1}/{len(workload.scenarios)} {scenario.name}"
         if options.concurrency_auto and not scenario.rate_rps:
             await run.auto_sweep(scenario, factory, where)
@@ -378,9 +370,11 @@ async def run_scenario_repetition(backend: Backend, factory: PromptFactory,
                                   scenario: Scenario, point: SweepPoint, rep: int,
                                   options: RunOptions,
                                   on_record: Callable[[RequestRecord], None],
-                                  stats: OpenLoopStats | None = None) -> None:
+                                  stats: OpenLoopStats | None = None,
+                                  counter: RowCounter | None = None) -> None:
     """One measured repetition at one load level; a closed loop sends
-    `scenario.requests_at(concurrency)` requests (every stream kept busy)."""
+    `scenario.requests_at(concurrency)` requests (every stream kept busy); `counter`
+    counts the requests handed to the load loop (progress: in flight)."""
     if isinstance(backend, BatchBackend):
         await run_batch_repetition(backend, factory, scenario, point, rep, options, on_record)
         return
@@ -391,6 +385,8 @@ async def run_scenario_repetition(backend: Backend, factory: PromptFactory,
     made = [factory.make(rep, i, point) for i in range(count or 0)]
 
     def make(i: int) -> Request:
+        if counter is not None:
+            counter.sent()
         return made[i] if i < len(made) else factory.make(rep, i, point)
 
     if point.rate_rps:

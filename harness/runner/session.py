@@ -13,9 +13,11 @@ import asyncio
 import os
 import signal
 import sys
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from backends.base import Backend, Endpoint
+from backends.base import Backend, BackendInfo, Endpoint
 from backends.registry import BACKENDS, backend_config, create_backend
 from harness.analysis.prices import api_price
 from harness.config.settings import BenchSettings
@@ -27,6 +29,7 @@ from harness.runner.options import RunOptions, RunState
 from harness.runner.runner import new_run_id, run_workload
 from harness.servers.kinds import managed_server_for
 from harness.servers.managed import ManagedServer
+from workloads.datasets import resolve_source
 from workloads.spec import Workload, context_tokens, load_workload
 
 
@@ -54,7 +57,9 @@ def bench_workload(settings: BenchSettings) -> Workload:
         concurrency=None if auto else settings.concurrency, rate_rps=settings.rate,
         requests=settings.requests, repetitions=settings.repetitions,
         warmup_requests=settings.warmup, requests_per_stream=settings.requests_per_stream,
-        max_in_flight=cap)
+        max_in_flight=cap,
+        dataset=resolve_source(settings.dataset) if settings.dataset else None,
+        dataset_sample=settings.dataset_sample, dataset_seed=settings.dataset_seed)
     if auto and any(s.rate_rps for s in workload.scenarios):
         raise UserError("--concurrency auto sweeps closed-loop concurrency; it cannot be "
                         "combined with --rate or a scenario's rate_rps")
@@ -113,6 +118,13 @@ def engine_devices(settings: BenchSettings, backend_name: str,
                          "serve it is not known; every visible GPU metered", order)
 
 
+def summary_context(settings: BenchSettings, info: BackendInfo) -> dict[str, Any]:
+    """The engine, settings and labels of the run summary (`<run>_<workload>.json`)."""
+    engine = {k: v for k, v in asdict(info).items() if k != "settings"}
+    return {"engine": engine, "labels": dict(settings.label or {}),
+            "settings": {"bench": settings.given(), "engine": info.settings}}
+
+
 class BenchRun:
     """One bench run; `run()` measures, `state.rows` and `files` hold what it made."""
 
@@ -130,7 +142,8 @@ class BenchRun:
             slo_ttft_ms=settings.slo_ttft_ms, slo_tpot_ms=settings.slo_tpot_ms,
             quiet=bool(settings.quiet), stall_timeout_s=settings.stall_timeout,
             concurrency_auto=settings.concurrency == "auto",
-            max_concurrency=int(settings.max_concurrency or 64))
+            max_concurrency=int(settings.max_concurrency or 64),
+            labels=dict(settings.label or {}))
         self.machine = fingerprint()
         self.run_id = new_run_id()
         self.output = Path(settings.output or "results")
@@ -196,6 +209,7 @@ class BenchRun:
         info = await backend.open()
         try:
             self.files = RunFiles(self.output, self.machine, self.run_id, self.workload.name)
+            self.files.summary_context = summary_context(self.settings, info)
             if server is not None:
                 server.attach_log(self.files.server_log_path)
             self.power.attach(backend=backend, info=info, server=server,
