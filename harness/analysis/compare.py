@@ -28,6 +28,7 @@ from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from harness.analysis.stats import holm_adjust, welch_t_test
+from harness.format import fmt
 from harness.metrics import RequestRecord, scenario_summary, stdev
 from harness.results.schema import COLUMNS, KEY_COLUMNS, TYPES
 
@@ -662,24 +663,12 @@ def _summarize_keys(rows: dict[tuple[Any, ...], Any]) -> str:
 # ---------------------------------------------------------------- output
 
 
-def _num(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 100:
-        return f"{value:.1f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
-
-
 def _figure(cell: Cell | None) -> str:
     if cell is None or cell.value is None:
         return "-"
     if cell.std is not None:
-        return f"{_num(cell.value)} ±{_num(cell.std)}"
-    return _num(cell.value)
+        return f"{fmt(cell.value, 'num')} ±{fmt(cell.std, 'num')}"
+    return fmt(cell.value, "num")
 
 
 VERDICT_SHORT = {VERDICT_REGRESSION: "REGRESSION", VERDICT_IMPROVEMENT: "better",

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.format import render
+from harness.format import fmt, render
 from harness.models.synth import DEFAULT_QUANT, make_synth
 from harness.models.synth.ggml import check_quant
 from harness.models.synth.hf import write_hf
@@ -65,8 +65,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub.add_parser("shapes", help="list the shape presets")
 
 
-def _params(n: int) -> str:
-    return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.1f} M"
 
 
 def _shape_from_args(args: argparse.Namespace):
@@ -116,7 +114,7 @@ def _synth(args: argparse.Namespace) -> int:
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         write_hf(shape, out, quant)
         print(f"wrote {out}/ (config.json + tokenizer) for shape {shape.name}, "
-              f"{_params(shape.n_params)} parameters, {quant}\n"
+              f"{fmt(shape.n_params, 'params')} parameters, {quant}\n"
               f"serve with vLLM's random weights: vllm serve {out} --load-format dummy")
         return 0
     if out.suffix != ".gguf":
@@ -127,7 +125,7 @@ def _synth(args: argparse.Namespace) -> int:
     quant = check_quant(args.quant or DEFAULT_QUANT)
     path = make_synth(out, shape=shape, like=args.like, quant=quant, seed=args.seed)
     what = (f"twin of {args.like}" if args.like is not None else
-            f"shape {shape.name}, {quant}, {_params(shape.n_params)} parameters")
+            f"shape {shape.name}, {quant}, {fmt(shape.n_params, 'params')} parameters")
     print(f"wrote {path} ({path.stat().st_size / 1e9:.2f} GB; {what}; random weights)\n"
           f"measure it: harness bench --model {path}")
     return 0

@@ -7,9 +7,9 @@ left out of energy_j and power_note says how much was left out.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from harness.format import MISSING, fmt
 from harness.power.base import ESTIMATED, MEASURED, UNAVAILABLE, Reading
 
 J_PER_KWH = 3.6e6
@@ -121,10 +121,9 @@ def _round(x: float | None, digits: int = 3) -> float | None:
 def joules_label(row: dict[str, Any]) -> str:
     """J per output token for the printed table: 3 significant digits, `est` when it is
     an estimate, `-` when power was not measured."""
-    value = row.get("j_per_output_token")
-    if value is None or value == "" or math.isnan(float(value)):
-        return "-"
-    text = f"{float(value):.3g}"
+    text = fmt(row.get("j_per_output_token"), "j")
+    if text == MISSING:
+        return text
     return text + " est" if row.get("power_method") == ESTIMATED else text
 
 

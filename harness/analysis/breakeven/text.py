@@ -11,26 +11,18 @@ import pandas as pd
 
 from harness.analysis.breakeven.model import analyse_frame, as_float
 from harness.analysis.prices import Catalog, load_catalog
-from harness.format import render
+from harness.format import fmt, render
 
 # ------------------------------------------------------------------ text output
 
 def usd(x: float | None) -> str:
-    """Dollars for reading: $1,234 / $12.3 / $0.0123."""
-    if x is None:
-        return "-"
-    if abs(x) >= 100:
-        return f"${x:,.0f}"
-    if abs(x) >= 1:
-        return f"${x:,.2f}"
-    return f"${x:.3g}"
+    """Dollars for reading, by the one formatter: $1,234 / $12.35 / $0.0123."""
+    return fmt(x, "usd")
 
 
 def mtok(x: float | None) -> str:
-    """Millions of tokens for reading."""
-    if x is None:
-        return "-"
-    return f"{x:,.0f} M" if x >= 100 else f"{x:,.3g} M"
+    """Millions of tokens for reading, by the one formatter: 1,234 M / 12.3 M."""
+    return fmt(x, "mtok")
 
 
 def _machine_line(o: dict[str, Any]) -> str:

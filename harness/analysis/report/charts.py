@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from harness.format import fmt
+
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#8C6D1F",
            "#000000", "#7F7F7F", "#F0E442"]
@@ -45,22 +47,6 @@ def missing() -> str | None:
     except ImportError:
         return "matplotlib is not installed (pip install 'llm-harness[plot]')"
     return None
-
-
-def fmt_num(v: float) -> str:
-    """A number for a label: 1,234 / 12.3 / 0.0123."""
-    if v == 0:
-        return "0"
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 10:
-        return f"{v:.1f}".rstrip("0").rstrip(".")
-    if a >= 1:
-        return f"{v:.2f}".rstrip("0").rstrip(".")
-    return f"{v:.3g}"
 
 
 def wants_log(values: list[float], spread: float = 30.0) -> bool:
@@ -141,7 +127,7 @@ def _log_axis(axis: Any) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: fmt_num(v)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v, "num")))
     axis.set_minor_formatter(NullFormatter())
 
 
@@ -209,10 +195,10 @@ def line_chart(title: str, series: list[Series], x_label: str, y_label: str,
                     ax.vlines(pos[x], y - err, y + err, color=c, linewidth=1.5, zorder=2)
                 gid = f"{MARK}{len(tips)}"
                 _mark(ax, pos[x], y, c, gid)
-                tip = f"{s.name}: {x_label} {fmt_num(x)} → {fmt_num(y)}"
-                tip += f" ±{fmt_num(err)}" if err else ""
+                tip = f"{s.name}: {x_label} {fmt(x, 'num')} → {fmt(y, 'num')}"
+                tip += f" ±{fmt(err, 'num')}" if err else ""
                 tips[gid] = tip + (f" ({s.marker_note})" if s.marker_note else "")
-        ax.set_xticks(range(len(xs)), [fmt_num(x) for x in xs])
+        ax.set_xticks(range(len(xs)), [fmt(x, "num") for x in xs])
         ax.set_xlim(-0.5, max(len(xs) - 0.5, 0.5))
         if log_y:
             ax.set_yscale("log")
@@ -250,8 +236,8 @@ def xy_chart(title: str, panels: list[Panel], x_label: str) -> str:
                     if lab:
                         ax.annotate(lab, (x, y), textcoords="offset points", xytext=(4, 4),
                                     fontsize=7, color=c)
-                    tips[gid] = (f"{s.name} {lab}: {x_label} {fmt_num(x)}, "
-                                 f"{panel.y_label} {fmt_num(y)}"
+                    tips[gid] = (f"{s.name} {lab}: {x_label} {fmt(x, 'num')}, "
+                                 f"{panel.y_label} {fmt(y, 'num')}"
                                  + (f" ({s.marker_note})" if s.marker_note else ""))
                     ys.append(y)
             label = panel.y_label
@@ -294,9 +280,10 @@ def hbar_chart(title: str, categories: list[str], groups: list[BarGroup], x_labe
                 gid = f"{MARK}{len(tips)}"
                 bar = ax.barh([y], [v], height=height * 0.92, color=c)
                 bar.patches[0].set_gid(gid)
-                ax.text(v + hi * 0.01, y, fmt_num(v), va="center", fontsize=7, color="#333")
+                ax.text(v + hi * 0.01, y, fmt(v, "num"), va="center", fontsize=7,
+                        color="#333")
                 note = g.notes[ci] if ci < len(g.notes) and g.notes[ci] else ""
-                tips[gid] = f"{cat} · {g.name}: {fmt_num(v)}" + (f" ({note})" if note else "")
+                tips[gid] = f"{cat} · {g.name}: {fmt(v, 'num')}" + (f" ({note})" if note else "")
         ax.set_yticks(range(n), [_cut(c, 40) for c in categories])
         ax.invert_yaxis()
         ax.set_xlim(0, hi * 1.12 or 1.0)
@@ -313,5 +300,5 @@ def hbar_chart(title: str, categories: list[str], groups: list[BarGroup], x_labe
         return _svg(fig, title, tips)
 
 
-__all__ = ["BarGroup", "PALETTE", "Panel", "Series", "color", "fmt_num", "hbar_chart",
+__all__ = ["BarGroup", "PALETTE", "Panel", "Series", "color", "hbar_chart",
            "inline_svg", "line_chart", "missing", "wants_log", "xy_chart"]

@@ -37,6 +37,7 @@ from harness.analysis.report.charts import (
     missing,
     xy_chart,
 )
+from harness.format import fmt
 
 PERCENTILE_COLORS = {"p50": "#0072B2", "p90": "#E69F00", "p99": "#D55E00"}
 
@@ -83,15 +84,9 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
-def _fmt(v: Any, digits: int = 1) -> str:
-    x = _num(v)
-    if x is None:
-        return "–"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if abs(x) >= 10:
-        return f"{x:.{digits}f}"
-    return f"{x:.3g}"
+def _cell(row: dict[str, Any], column: str, unit: str) -> str:
+    """A row's figure for a table cell, through the one formatter."""
+    return fmt(_num(row.get(column)), unit)
 
 
 def make_runs(rows: list[dict[str, Any]]) -> list[Run]:
@@ -319,7 +314,7 @@ def machines_table(runs: list[Run]) -> str:
             f'<span class="swatch" style="background:{run.color}"></span><b>{run.label}</b>',
             escape(str(r.get("hostname") or r.get("machine_id") or "?"))
             + f"<br><small>{escape(str(r.get('machine_id') or ''))}</small>",
-            cpu, escape(f"{_fmt(r.get('ram_gb'))} GB"), gpu, escape(str(r.get("os") or "?")),
+            cpu, escape(f"{fmt(_num(r.get('ram_gb')), 'gb')} GB"), gpu, escape(str(r.get("os") or "?")),
             engine, model, escape(workloads), escape(started.replace("T", " ")[:19]),
             escape(f"{r.get('harness_version') or '?'} {r.get('harness_commit') or ''}"),
             power,
@@ -349,14 +344,15 @@ def results_table(runs: list[Run]) -> str:
             req = cmp.clean(r.get("requests")) or 0
             err = cmp.clean(r.get("errors")) or 0
             std = _num(r.get("output_throughput_tok_s_std"))
-            out = _fmt(r.get("output_throughput_tok_s")) + (f" ±{_fmt(std)}" if std else "")
+            out = _cell(r, "output_throughput_tok_s", "tok_s")
+            out += f" ±{fmt(std, 'tok_s')}" if std else ""
             body.append([
                 f'<span class="swatch" style="background:{run.color}"></span>{run.label}',
                 escape(f"{r.get('workload')}/{r.get('scenario')}"), escape(cmp.load_label(r)),
-                f"{req - err}/{req}", out, _fmt(r.get("total_throughput_tok_s")),
-                _fmt(r.get("ttft_ms_p50")), _fmt(r.get("ttft_ms_p99")),
-                _fmt(r.get("tpot_ms_p50"), 2), _fmt(r.get("tpot_ms_p99"), 2),
-                _fmt(r.get("e2e_ms_p50")), _fmt(r.get("j_per_output_token"), 3),
+                f"{req - err}/{req}", out, _cell(r, "total_throughput_tok_s", "tok_s"),
+                _cell(r, "ttft_ms_p50", "ms"), _cell(r, "ttft_ms_p99", "ms"),
+                _cell(r, "tpot_ms_p50", "ms"), _cell(r, "tpot_ms_p99", "ms"),
+                _cell(r, "e2e_ms_p50", "ms"), _cell(r, "j_per_output_token", "j"),
                 " ".join(flags),
             ])
     return _table(headers, body, "results num")

@@ -14,12 +14,12 @@ from harness.analysis.report.charts import (
     BarGroup,
     Panel,
     Series,
-    fmt_num,
     hbar_chart,
     line_chart,
     xy_chart,
 )
 from harness.cli.main import main
+from harness.format import fmt
 from tests.support.result_factory import run_rows, write_csv
 
 A = "20260101T000000Z-aaaaaa"
@@ -198,11 +198,11 @@ def test_latency_against_throughput_has_one_line_per_run_across_the_sweep():
     by_run = {r["concurrency"]: r for r in rows if r["scenario"] == "decode"
               and r["run_id"] == A}
     for conc, r in by_run.items():  # each level of run A: its throughput and both p99s
-        tps = fmt_num(r["output_throughput_tok_s"])
+        tps = fmt(r["output_throughput_tok_s"], "num")
         assert any(t.startswith("A · cpubox") and f"c={conc}:" in t and "output tokens/s" in t
-                   and tps in t and fmt_num(r["ttft_ms_p99"]) in t
+                   and tps in t and fmt(r["ttft_ms_p99"], "num") in t
                    for t in tips), (conc, tips)
-        assert any(f"c={conc}:" in t and fmt_num(r["tpot_ms_p99"]) in t
+        assert any(f"c={conc}:" in t and fmt(r["tpot_ms_p99"], "num") in t
                    for t in tips)
     assert len(tips) == 2 * 2 * 2  # 2 runs x 2 levels x (TTFT, TPOT)
 
