@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import codecs
 import collections
+import contextlib
 import ctypes
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +48,15 @@ class LlamaCppConfig:
     n_ctx: int = 4096
     n_threads: int | None = None  # None: physical cores (llama.cpp's CLI default)
     n_gpu_layers: int | None = None  # None: all layers where a GPU backend exists, else 0
-    flash_attn: bool = False
+    # None: auto, llama.cpp turns it on where the device supports it (llama-bench's and
+    # llama-server's default); True/False: forced on/off
+    flash_attn: bool | None = None
     n_batch: int | None = None  # None: n_ctx, so a prompt is one decode call
     n_ubatch: int = 512
+    # False: the sliding-window layers (Gemma, ...) keep only their window in the KV cache,
+    # as llama-bench and llama-server do; llama.cpp's C default (True) keeps the context
+    swa_full: bool = False
+    use_mmap: bool = True
     seed: int = 1234
 
 
@@ -94,13 +101,19 @@ class LlamaCppBackend:
         n_batch = cfg.n_batch or cfg.n_ctx
         kwargs = dict(model_path=str(path), n_ctx=cfg.n_ctx, n_batch=n_batch,
                       n_ubatch=min(cfg.n_ubatch, n_batch), n_gpu_layers=n_gpu_layers,
-                      flash_attn=cfg.flash_attn, seed=cfg.seed, logits_all=False,
-                      verbose=False)
+                      flash_attn=bool(cfg.flash_attn), swa_full=cfg.swa_full,
+                      use_mmap=cfg.use_mmap, seed=cfg.seed, logits_all=False, verbose=False)
         threads = cfg.n_threads or default_threads()
         kwargs.update(n_threads=threads, n_threads_batch=threads)
+
+        def load() -> Any:
+            if cfg.flash_attn is not None:
+                return llama_cpp.Llama(**kwargs)
+            with _flash_attn_auto(llama_cpp):
+                return llama_cpp.Llama(**kwargs)
+
         try:
-            self.llm = await asyncio.get_running_loop().run_in_executor(
-                self._executor, lambda: llama_cpp.Llama(**kwargs))
+            self.llm = await asyncio.get_running_loop().run_in_executor(self._executor, load)
         except (ValueError, RuntimeError, OSError) as exc:
             raise UserError(f"llama.cpp could not load {path}: {exc} (is the file complete "
                             "and a model llama.cpp supports?)") from None
@@ -120,7 +133,10 @@ class LlamaCppBackend:
             "n_ctx": cfg.n_ctx, "n_batch": n_batch, "n_ubatch": min(cfg.n_ubatch, n_batch),
             "n_threads": self.llm.context_params.n_threads,
             "n_threads_batch": self.llm.context_params.n_threads_batch,
-            "n_gpu_layers": n_gpu_layers, "flash_attn": cfg.flash_attn,
+            "n_gpu_layers": n_gpu_layers,
+            "flash_attn": "auto" if cfg.flash_attn is None else cfg.flash_attn,
+            "swa_full": cfg.swa_full, "use_mmap": cfg.use_mmap,
+            "type_k": "f16", "type_v": "f16", "repack": True,  # llama.cpp's defaults
             "sampler": "greedy (argmax, EOG masked when forced)", "eog_banned_tokens": len(self._eog),
         }
         synthetic = meta.get("harness.synthetic") == "true" or "synthetic" in str(
@@ -268,6 +284,28 @@ class LlamaCppBackend:
             llm, self.llm = self.llm, None
             await asyncio.get_running_loop().run_in_executor(self._executor, llm.close)
         self._executor.shutdown(wait=False)
+
+
+_FA_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _flash_attn_auto(llama_cpp: Any) -> Iterator[None]:
+    """llama-cpp-python's constructor maps `flash_attn` False to
+    LLAMA_FLASH_ATTN_TYPE_DISABLED and has no auto; for the length of one construction,
+    DISABLED reads as AUTO, so llama.cpp decides as llama-bench and llama-server let it."""
+    module = getattr(getattr(llama_cpp, "llama", None), "llama_cpp", None)
+    auto = getattr(llama_cpp, "LLAMA_FLASH_ATTN_TYPE_AUTO", None)
+    if module is None or auto is None or not hasattr(module, "LLAMA_FLASH_ATTN_TYPE_DISABLED"):
+        yield
+        return
+    with _FA_LOCK:
+        saved = module.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        module.LLAMA_FLASH_ATTN_TYPE_DISABLED = auto
+        try:
+            yield
+        finally:
+            module.LLAMA_FLASH_ATTN_TYPE_DISABLED = saved
 
 
 def default_threads() -> int:

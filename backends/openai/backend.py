@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import select
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,13 @@ from backends.base import (
 from backends.openai.errors import classify_error, refused, short
 from backends.openai.sse import ChunkParser
 from backends.openai.tokenizer import Tokenizer
+from backends.prometheus import (
+    LLAMACPP_PROCESSING,
+    gauge,
+    llamacpp_details,
+    llamacpp_summary,
+    parse_metrics,
+)
 from harness.config.settings import BenchSettings
 from harness.errors import UserError, did_you_mean
 from harness.models.files import file_sha256, ftype_name
@@ -207,7 +216,9 @@ class OpenAIBackend:
 
     def _http_client(self, openai: Any) -> Any:
         """The client's transport: aiohttp (its C HTTP parser costs the client less per
-        chunk; the `openai[aiohttp]` extra) when chosen or, for `auto`, installed."""
+        chunk; the `openai[aiohttp]` extra) when chosen or, for `auto`, installed, with
+        a pool that never reuses a connection the server has closed (`_fresh_pool`);
+        httpx (which checks that itself) when chosen or where that cannot be set up."""
         choice = self.config.http_client
         if choice not in ("auto", "aiohttp", "httpx"):
             raise UserError(f"[engine] http_client = {choice!r}: must be auto, aiohttp or "
@@ -215,14 +226,21 @@ class OpenAIBackend:
         if choice == "httpx":
             return None
         try:
-            import aiohttp  # noqa: F401
+            import aiohttp
 
-            return openai.DefaultAioHttpClient(timeout=self.config.timeout_s)
+            client = openai.DefaultAioHttpClient(timeout=self.config.timeout_s)
         except (ImportError, RuntimeError, AttributeError):
             if choice == "aiohttp":
                 raise UserError("[engine] http_client = 'aiohttp' needs the openai[aiohttp] "
                                 "extra: pip install 'openai[aiohttp]'") from None
             return None
+        if _fresh_pool(client, aiohttp):
+            return client
+        if choice == "aiohttp":
+            raise UserError("[engine] http_client = 'aiohttp': this openai/aiohttp version "
+                            "does not let the harness check pooled connections; use "
+                            "http_client = 'httpx'")
+        return None
 
     async def _check_model(self, openai: Any) -> None:
         """GET /models: the endpoint answers, accepts the key, and serves the model."""
@@ -363,8 +381,7 @@ class OpenAIBackend:
         if cfg.include_usage:
             args["stream_options"] = {"include_usage": True}
         if endpoint == "chat":
-            args["messages"] = ([{"role": r, "content": c} for r, c in request.messages]
-                                or [{"role": "user", "content": request.prompt}])
+            args["messages"] = [{"role": "user", "content": request.prompt}]
         else:
             args["prompt"] = request.prompt
         extra = dict(cfg.extra_body)
@@ -414,14 +431,98 @@ class OpenAIBackend:
         if not parser.finished:
             raise RequestError("stream_cut", "the stream ended without a finish_reason")
         yield TokenEvent(t_ns=time.perf_counter_ns(), text="", n_tokens=0,
-                         usage=self._usage(parser.usage, parser.finish_reason))
+                         usage=self._usage(parser.usage, parser.timings,
+                                           parser.finish_reason))
 
-    def _usage(self, raw: dict[str, Any] | None, finish_reason: str | None = None) -> Usage:
+    def _usage(self, raw: dict[str, Any] | None,
+               timings: dict[str, Any] | None = None,
+               finish_reason: str | None = None) -> Usage:
+        """Usage from the stream; with llama-server's `timings` (final chunk) the engine's
+        own prefill and decode times. Its predicted_ms runs from the first token to the
+        last, so it timed predicted_n - 1 decode steps (llama-server's own rate)."""
         raw = raw or {}
         n_in = raw.get("prompt_tokens")
         n_out = raw.get("completion_tokens")
-        return Usage(input_tokens=n_in, output_tokens=n_out, source="engine",
-                     finish_reason=finish_reason)
+        if not timings:
+            return Usage(input_tokens=n_in, output_tokens=n_out, source="engine",
+                         finish_reason=finish_reason)
+
+        def num(key: str) -> float | None:
+            value = timings.get(key)
+            return float(value) if isinstance(value, (int, float)) else None
+
+        prompt_n, predicted_n = num("prompt_n"), num("predicted_n")
+        extra = {"cache_n": int(timings["cache_n"])} if isinstance(
+            timings.get("cache_n"), int) else {}
+        return Usage(
+            input_tokens=n_in, output_tokens=n_out, source="engine",
+            engine_prefill_ms=num("prompt_ms"), engine_decode_ms=num("predicted_ms"),
+            engine_prefill_tokens=int(prompt_n) if prompt_n is not None else None,
+            engine_decode_tokens=max(int(predicted_n) - 1, 0) if predicted_n is not None
+            else None, extra=extra, finish_reason=finish_reason)
+
+    # ---- server-side figures: a llama-server's Prometheus /metrics ---------------------
+
+    def _metrics_url(self) -> str | None:
+        server = self.config.server
+        url = server.get("metrics_url")
+        return str(url) if url and server.get("kind") == "llama-server" else None
+
+    async def _scrape(self) -> Any:
+        url = self._metrics_url()
+        assert url is not None
+
+        def get() -> str:
+            with urllib.request.urlopen(url, timeout=10.0) as resp:  # noqa: S310 - loopback
+                return resp.read().decode("utf-8", errors="replace")
+
+        return parse_metrics(await asyncio.to_thread(get))
+
+    async def _sample_peaks(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_SAMPLE_S)
+            try:
+                page = await self._scrape()
+            except Exception:  # noqa: BLE001, S112 - a missed sample is not an error
+                continue
+            value = gauge(page, LLAMACPP_PROCESSING)
+            if value is not None:
+                self._peaks["requests_running"] = max(
+                    value, self._peaks.get("requests_running") or 0.0)
+
+    async def server_metrics_start(self) -> None:
+        """Scrape a managed llama-server's /metrics at the start of a measured window and
+        sample its busy slots during it; nothing for other endpoints."""
+        self._peaks: dict[str, float] = {}
+        self._metrics_before: Any = None
+        self._sampler: asyncio.Task[None] | None = None
+        if self._metrics_url() is None:
+            return
+        try:
+            self._metrics_before = await self._scrape()
+        except Exception:  # noqa: BLE001 - figures are optional; the run goes on
+            return
+        self._sampler = asyncio.create_task(self._sample_peaks())
+
+    async def server_metrics_stop(self) -> dict[str, Any] | None:
+        """Scrape again: the window's server_* columns and details, or None."""
+        sampler, self._sampler = getattr(self, "_sampler", None), None
+        if sampler is not None:
+            sampler.cancel()
+            try:
+                await sampler
+            except asyncio.CancelledError:
+                pass
+        before, self._metrics_before = getattr(self, "_metrics_before", None), None
+        if before is None:
+            return None
+        try:
+            after = await self._scrape()
+        except Exception as exc:  # noqa: BLE001
+            return {"columns": {}, "details": {"error": f"scrape failed: {short(str(exc))}"}}
+        return {"columns": llamacpp_summary(before, after, self._peaks),
+                "details": {"source": self._metrics_url(),
+                            **llamacpp_details(before, after), "peaks": dict(self._peaks)}}
 
     async def close(self) -> None:
         if self.client is not None:
@@ -430,6 +531,87 @@ class OpenAIBackend:
         if self.tokenizer is not None:
             self.tokenizer.close()
             self.tokenizer = None
+
+
+def _server_closed(protocol: Any) -> bool:
+    """True when an idle pooled connection's socket is readable: the server closed it (or
+    sent bytes no request asked for), so it must not carry the next request. httpx checks
+    this before reusing a connection; aiohttp does not, and hands out a connection whose
+    close it has not processed yet."""
+    transport = getattr(protocol, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _fresh_pool(client: Any, aiohttp: Any) -> bool:
+    """Give the openai client's aiohttp transport a connection pool that never sends a
+    request on a connection its server is closing.
+
+    llama-server (cpp-httplib) closes the connection after every streamed response while
+    its headers say `Keep-Alive`. aiohttp put the connection back in its pool when the
+    body ended and reused it before it had read the server's FIN: every second request
+    failed at once ("Server disconnected", reported as a connect "timeout" in 0 s). A
+    pool cannot tell from the socket alone whether a FIN is still on its way, so it
+    learns it per server: until a connection released after a response has stayed open
+    for POOL_PROBE_S, requests to that server open new connections; a server that kept
+    it open gets its connections reused (each checked for a FIN first, as httpx does),
+    one that closed it never does. No request is sent twice.
+    False when this openai/aiohttp version has no place to plug the pool in (the caller
+    then uses httpx)."""
+    transport = getattr(client, "_transport", None)
+    if transport is None or not hasattr(transport, "client") or \
+            getattr(transport, "client", None) is not None or \
+            not hasattr(aiohttp.TCPConnector, "_get") or \
+            not hasattr(aiohttp.TCPConnector, "_release"):
+        return False
+
+    class LearningConnector(aiohttp.TCPConnector):  # type: ignore[misc,name-defined]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            # server (connection key) -> keeps connections open after a response?
+            self.keeps_alive: dict[Any, bool] = {}
+
+        async def _get(self, key: Any, traces: Any) -> Any:
+            if self.keeps_alive.get(key) is not True:
+                return None  # not known to keep connections open: a new connection
+            while True:
+                conn = await super()._get(key, traces)
+                if conn is None or not _server_closed(conn.protocol):
+                    return conn
+                self.keeps_alive[key] = False  # it closed one after all
+                conn.close()
+
+        def _release(self, key: Any, protocol: Any, *, should_close: bool = False) -> None:
+            known = self.keeps_alive.get(key)
+            closing = should_close or known is False or bool(protocol.should_close)
+            super()._release(key, protocol, should_close=closing)
+            if known is None and not closing:
+                self._loop.call_later(POOL_PROBE_S, self._judge, key, protocol)
+
+        def _judge(self, key: Any, protocol: Any) -> None:
+            if self.keeps_alive.get(key) is None and not self.closed:
+                self.keeps_alive[key] = bool(protocol.is_connected()) and \
+                    not _server_closed(protocol)
+
+    limits = getattr(transport, "limits", None)
+    ssl_context = getattr(transport, "ssl_context", None)
+
+    def session() -> Any:  # called in the event loop on the first request
+        kwargs: dict[str, Any] = {"ssl": ssl_context} if ssl_context is not None else {}
+        if limits is not None:
+            if limits.max_connections is not None:
+                kwargs["limit"] = limits.max_connections
+            kwargs["keepalive_timeout"] = limits.keepalive_expiry
+        return aiohttp.ClientSession(connector=LearningConnector(**kwargs))
+
+    transport.client = session
+    return True
 
 
 __all__ = ["OpenAIBackend", "OpenAIConfig", "classify_error", "config_from_settings",

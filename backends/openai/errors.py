@@ -46,13 +46,17 @@ def classify_error(exc: BaseException, streaming: bool = False) -> RequestError:
 
 
 def refused(exc: BaseException) -> bool:
-    """True when the cause chain shows a refused or failed connect, not a timeout (the
-    aiohttp transport reports a refused connection as a connect timeout)."""
+    """True when the cause chain shows the connection failed (refused, reset, closed by
+    the server), not a timeout: the aiohttp transport reports every aiohttp connection
+    error, a server disconnect included, as a connect timeout."""
     seen = 0
     cause: BaseException | None = exc
     while cause is not None and seen < 10:
-        if isinstance(cause, ConnectionRefusedError) or type(cause).__name__ in (
-                "ClientConnectorError", "ClientConnectorDNSError", "ServerDisconnectedError"):
+        if isinstance(cause, TimeoutError):  # aiohttp's socket/connect timeouts
+            return False
+        if isinstance(cause, ConnectionError) or type(cause).__name__ in (
+                "ClientConnectorError", "ClientConnectorDNSError", "ServerDisconnectedError",
+                "ClientOSError"):
             return True
         cause = cause.__cause__ or cause.__context__
         seen += 1

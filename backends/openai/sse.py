@@ -20,9 +20,9 @@ class ChunkParser:
     Feed it the bytes as they arrive; it keeps partial events for the next feed. A
     chunk's token count comes from its logprobs when it lists them, else from the
     tokenizer (`count`), else 1 per chunk with text. It remembers whether a
-    finish_reason was seen (and which), whether `[DONE]` arrived, and the last usage
-    object.
-    """
+    finish_reason was seen (and which), whether `[DONE]` arrived, the last usage object,
+    and the last `timings` object (llama-server's per-request engine timings, final
+    chunk)."""
 
     def __init__(self, chat: bool, count: Any = None) -> None:
         self.chat, self.count = chat, count
@@ -31,6 +31,7 @@ class ChunkParser:
         self.finished = False
         self.finish_reason: str | None = None  # of the final chunk: length, stop, ...
         self.usage: dict[str, Any] | None = None
+        self.timings: dict[str, Any] | None = None
 
     def feed(self, data: bytes) -> list[tuple[str, int]]:
         buf = self.buffer + data if self.buffer else data
@@ -74,6 +75,8 @@ class ChunkParser:
             raise RequestError("stream_error", f"error inside the stream: {short(str(msg))}")
         if obj.get("usage"):
             self.usage = obj["usage"]
+        if isinstance(obj.get("timings"), dict):
+            self.timings = obj["timings"]
         choices = obj.get("choices") or []
         if not choices:
             return None
