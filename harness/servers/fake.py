@@ -167,6 +167,7 @@ class FakeOpenAIServer:
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._cycle: Counter[str] = Counter()
+        self._dying = False  # exit_after reached: nothing more is answered
         slots = self.state.timing.max_streams
         self._slots = asyncio.Semaphore(slots) if slots else None
 
@@ -216,6 +217,9 @@ class FakeOpenAIServer:
                         ConnectionError):
                     return
                 recv_ns = time.perf_counter_ns()
+                if self._dying:  # a dead server answers nothing more
+                    writer.transport.abort()
+                    return
                 lines = head.decode("latin-1").split("\r\n")
                 method, path = (lines[0].split(" ") + ["", ""])[:2]
                 headers = {}
@@ -453,7 +457,11 @@ class FakeOpenAIServer:
         await writer.drain()
         self.state.done += 1
         if timing.exit_after is not None and self.state.done >= timing.exit_after:
-            # A server that dies: what it wrote goes out, later requests find it gone.
+            # A server that dies: what it wrote goes out, later requests find it gone
+            # (new connections refused, requests on open ones dropped while it flushes).
+            self._dying = True
+            if self._server is not None:
+                self._server.close()
             while writer.transport.get_write_buffer_size():
                 await asyncio.sleep(0.001)
             await asyncio.sleep(0.05)

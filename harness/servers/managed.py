@@ -138,12 +138,17 @@ class ManagedServer:
         self.started_ns = time.perf_counter_ns()
 
     def log_tail(self, lines: int = 15) -> str:
-        """The last lines of the server's log."""
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.rstrip().splitlines()[-lines:])
+        """The last lines of the server's log (its copy beside the results once the
+        server stopped and the working log was removed)."""
+        for path in (self.log_path, self._attached):
+            if path is None:
+                continue
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            return "\n".join(text.rstrip().splitlines()[-lines:])
+        return ""
 
     def _probe(self) -> tuple[int | None, Any]:
         """GET <base_url>/models: (status, parsed JSON) or (None, reason)."""
