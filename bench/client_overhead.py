@@ -54,7 +54,7 @@ from peers import (  # noqa: E402
     write_workload,
 )
 
-TOOLS = ("harness", "harness+tokenizer", "vllm", "guidellm")
+TOOLS = ("harness", "harness+tokenizer", "vllm", "guidellm", "harness-before")
 DEFAULT_TOKENIZER = ROOT / ".models" / "gemma-3-270m-Q4_K_M.gguf"
 HF_TOKENIZER = ROOT / ".models" / "tiny-llama"  # vllm bench and guidellm build prompts
 
@@ -87,10 +87,9 @@ def run_tool(tool: str, url: str, streams: int, args: argparse.Namespace, work: 
                                   requests, warmup=0, seed=7,
                                   description="client_overhead: fixed lengths")
         extra = ["--tokenizer", str(args.tokenizer)] if tool.endswith("tokenizer") else []
+        root = args.harness_before if tool == "harness-before" else ROOT
         run = run_harness(harness_argv(args.harness_python, url, "fake-model", workload,
-                                       streams, requests, out, extra, args.harness_root),
-                          out,
-                          cwd=args.harness_root)
+                                       streams, requests, out, extra, root), out, cwd=root)
         run.tool = tool
         return run
     if tool == "vllm":
@@ -137,22 +136,25 @@ def main() -> int:
     ap.add_argument("--itl-ms", type=float, default=10.0)
     ap.add_argument("--input-len", type=int, default=16)
     ap.add_argument("--output-len", type=int, default=64)
-    ap.add_argument("--tools", default=",".join(TOOLS),
-                    help=f"some of {','.join(TOOLS)} (those not installed are skipped)")
+    ap.add_argument("--tools", default=",".join(TOOLS[:4]),
+                    help=f"some of {','.join(TOOLS)} (those not installed are skipped); "
+                         "harness-before: `harness bench` from the checkout --harness-before")
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat every stream count; the tools' order flips each round")
     ap.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER,
                     help="the harness's --tokenizer for harness+tokenizer (a GGUF or HF dir)")
     ap.add_argument("--harness-python", default=str(HARNESS_PYTHON if HARNESS_PYTHON.exists()
                                                     else sys.executable))
-    ap.add_argument("--harness-root", type=Path, default=ROOT,
-                    help="run `harness bench` from this checkout (e.g. a git worktree of an "
-                         "older commit, for before/after figures)")
+    ap.add_argument("--harness-before", type=Path, default=None,
+                    help="a checkout (e.g. a git worktree of an older commit) whose "
+                         "`harness bench` the harness-before tool runs, for before/after")
     args = ap.parse_args()
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     for t in tools:
         if t not in TOOLS:
             ap.error(f"--tools: unknown tool {t!r}; choose from {', '.join(TOOLS)}")
+    if "harness-before" in tools and args.harness_before is None:
+        ap.error("--tools harness-before needs --harness-before DIR (a checkout)")
     skipped = []
     if "vllm" in tools and not have_vllm():
         skipped.append("vllm (no .venv-vllm: make install-vllm)")

@@ -200,6 +200,10 @@ def run_harness(argv: list[str], out: Path, env: dict[str, str] | None = None,
     (csv_path,) = out.glob("*/*.csv")
     with open(csv_path, newline="") as f:
         (row,) = list(csv.DictReader(f))
+    if not row.get("ttft_ms_mean"):
+        raise SystemExit(f"harness bench measured nothing: {row.get('requests')} requests, "
+                         f"{row.get('errors')} errors ({row.get('error_kinds')}); "
+                         f"notes: {row.get('notes')}\n{proc.stderr[-2000:]}")
     requests, errors = [], 0
     (jsonl,) = out.glob("*/*.requests.jsonl")
     for line in jsonl.read_text().splitlines():
@@ -328,10 +332,9 @@ class StampingServer(FakeOpenAIServer):
     """The fake SSE server keeping the write times of every stream (as if each request
     carried its own `fake_tag`), so a client run's true timing is known."""
 
-    async def _stream(self, req: dict[str, Any], chat: bool, writer: asyncio.StreamWriter,
-                      recv_ns: int) -> bool:
+    async def _stream(self, req: dict[str, Any], *args: Any, **kwargs: Any) -> bool:
         req.setdefault("fake_tag", f"#{self.state.requests}")
-        return await super()._stream(req, chat, writer, recv_ns)
+        return await super()._stream(req, *args, **kwargs)
 
 
 def serve_stamping(ttft_ms: float, itl_ms: float) -> None:
