@@ -29,8 +29,10 @@ def classify_error(exc: BaseException, streaming: bool = False) -> RequestError:
         return RequestError("bad_response", short(str(exc)))
     if isinstance(exc, openai.APIError):  # an error event inside the stream
         return RequestError("stream_error", short(str(exc)))
-    if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "h11", "anyio"):
-        # Transport errors while reading the body: the client does not wrap those.
+    if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "h11", "anyio",
+                                              "aiohttp"):
+        # Transport errors while reading the body: the client does not wrap those (and
+        # the body is read from aiohttp directly where it can be: backend._body_bytes).
         detail = f"{type(exc).__name__}: {short(str(exc), 200)}"
         if "Timeout" in type(exc).__name__:
             return RequestError("timeout", f"the stream stalled ({detail})")

@@ -10,6 +10,7 @@ closed, and `BenchRun.run` re-raises `KeyboardInterrupt` (or `Terminated` for SI
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -218,6 +219,12 @@ class BenchRun:
                   f"{info.device}) · model {info.model} [{info.quant or '?'}, "
                   f"{info.weights}] · workload {self.workload.name} · power: "
                   f"{self.power.describe()}", file=sys.stderr)
+            # Everything built so far (the engine's and the client's modules, settings)
+            # lives to the end: out of the collector's sight, a full collection no longer
+            # walks it mid-window (about a tenth of the client's CPU per streamed token at
+            # 64 streams, and pauses that delay token timestamps; bench/client_overhead.py).
+            gc.collect()
+            gc.freeze()
             await run_workload(backend, info, self.workload, self.files, self.machine,
                                self.run_id, self.power, self.options, self.state)
         finally:
