@@ -98,7 +98,7 @@ lint: install
 
 # Lint, then two pytest runs: everything in .venv, then the vLLM tests in .venv-vllm (rc 5 =
 # none collected counts as a pass); the target fails if either run fails.
-test: install install-vllm browser lint
+test: install install-vllm browser llama-server lint
 	$(PY) -m pytest tests -q --ignore-glob='tests/integration/test_vllm*'; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; \
 	  $(VLLM_ENV) HF_HUB_OFFLINE=1 $(PY_VLLM) -m pytest -q tests/integration/test_vllm*.py; \
