@@ -91,9 +91,12 @@ class Scenario:
 
     def requests_at(self, concurrency: int) -> int | None:
         """Requests per closed-loop repetition at `concurrency` streams: `requests`, raised
-        to concurrency x requests_per_stream; None when bound by duration_s only."""
+        to concurrency x requests_per_stream when there are several streams (one stream is
+        busy with any count); None when bound by duration_s only."""
         if self.requests is None:
             return None
+        if concurrency <= 1:
+            return self.requests
         return max(self.requests, concurrency * self.requests_per_stream)
 
 

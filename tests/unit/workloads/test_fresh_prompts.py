@@ -104,6 +104,8 @@ def test_closed_loop_requests_scale_with_the_streams(tmp_path: Path):
     w = parse_workload(SHARED, tmp_path / "w.toml")
     s = w.scenarios[0]  # requests = 4, requests_per_stream default 2
     assert [s.requests_at(c) for c in (1, 2, 4, 8, 64)] == [4, 4, 8, 16, 128]
+    one = parse_workload(SHARED.replace("requests = 4", "requests = 1"), tmp_path / "one.toml")
+    assert [one.scenarios[0].requests_at(c) for c in (1, 2, 3)] == [1, 4, 6]  # one stream: as given
     exact = parse_workload(SHARED + "requests_per_stream = 0\n", tmp_path / "w.toml")
     assert exact.scenarios[0].requests_at(8) == 4
     timed = parse_workload(SHARED.replace("requests = 4", "duration_s = 5"),
