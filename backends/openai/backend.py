@@ -18,6 +18,7 @@ stream_cut, bad_response) and the run goes on.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ipaddress
 import os
 import select
@@ -404,6 +405,7 @@ class OpenAIBackend:
         if self.client is None:
             raise RuntimeError("open() the backend first")
         endpoint, args, extra = self.request_body(request)
+        _STREAMING.set(True)  # the pool learns keep-alive from streamed responses only
         api = self.client.chat.completions if endpoint == "chat" else self.client.completions
         manager = api.with_streaming_response.create(**args, extra_body=extra or None)
         try:
@@ -428,6 +430,7 @@ class OpenAIBackend:
                 await manager.__aexit__(None, None, None)
             except Exception:  # noqa: BLE001 - closing a broken stream: best effort
                 pass
+            _STREAMING.set(False)
         if not parser.finished:
             raise RequestError("stream_cut", "the stream ended without a finish_reason")
         yield TokenEvent(t_ns=time.perf_counter_ns(), text="", n_tokens=0,
@@ -533,6 +536,12 @@ class OpenAIBackend:
             self.tokenizer = None
 
 
+# True in a task that streams: llama-server keeps a connection open after a plain response
+# (GET /models) but closes it after a streamed one, so only the latter teach the pool.
+_STREAMING: contextvars.ContextVar[bool] = contextvars.ContextVar("harness_openai_streaming",
+                                                                 default=False)
+
+
 def _server_closed(protocol: Any) -> bool:
     """True when an idle pooled connection's socket is readable: the server closed it (or
     sent bytes no request asked for), so it must not carry the next request. httpx checks
@@ -558,10 +567,10 @@ def _fresh_pool(client: Any, aiohttp: Any) -> bool:
     body ended and reused it before it had read the server's FIN: every second request
     failed at once ("Server disconnected", reported as a connect "timeout" in 0 s). A
     pool cannot tell from the socket alone whether a FIN is still on its way, so it
-    learns it per server: until a connection released after a response has stayed open
-    for POOL_PROBE_S, requests to that server open new connections; a server that kept
-    it open gets its connections reused (each checked for a FIN first, as httpx does),
-    one that closed it never does. No request is sent twice.
+    learns it per server: until a connection released after a streamed response has
+    stayed open for POOL_PROBE_S, requests to that server open new connections; a server
+    that kept it open gets its connections reused (each checked for a FIN first, as
+    httpx does), one that closed it never does. No request is sent twice.
     False when this openai/aiohttp version has no place to plug the pool in (the caller
     then uses httpx)."""
     transport = getattr(client, "_transport", None)
@@ -591,7 +600,7 @@ def _fresh_pool(client: Any, aiohttp: Any) -> bool:
             known = self.keeps_alive.get(key)
             closing = should_close or known is False or bool(protocol.should_close)
             super()._release(key, protocol, should_close=closing)
-            if known is None and not closing:
+            if known is None and not closing and _STREAMING.get():
                 self._loop.call_later(POOL_PROBE_S, self._judge, key, protocol)
 
         def _judge(self, key: Any, protocol: Any) -> None:

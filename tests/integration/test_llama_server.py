@@ -86,7 +86,8 @@ def server_binary() -> Path:
 class ClosingServer:
     """A raw HTTP/1.1 SSE server that answers `Keep-Alive` and then, like llama-server,
     closes the connection after every streamed response (`close_delay_s` later, ignoring
-    what arrives in between), or keeps it open when `close_delay_s` is None."""
+    what arrives in between), or keeps it open when `close_delay_s` is None. Like
+    llama-server it keeps the connection open after a plain answer (GET /v1/models)."""
 
     def __init__(self, close_delay_s: float | None) -> None:
         self.close_delay_s = close_delay_s
@@ -113,6 +114,12 @@ class ClosingServer:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                if head.startswith(b"GET"):
+                    data = json.dumps({"object": "list", "data": [{"id": "m"}]}).encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+                    await writer.drain()
+                    continue
                 length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
                 body = json.loads(await reader.readexactly(length))
                 self.requests += 1
@@ -140,11 +147,12 @@ class ClosingServer:
             writer.close()
 
 
-async def _sequential(base_url: str, n: int, pause_after_first_s: float = 0.0) -> list[str]:
+async def _sequential(base_url: str, n: int, pause_after_first_s: float = 0.0,
+                      check_model: bool = False) -> list[str]:
     """`n` requests one after the other through the default (aiohttp) transport; the
     errors. A pause after the first lets the pool decide whether the server keeps
     connections open (POOL_PROBE_S)."""
-    backend = OpenAIBackend(model="m", base_url=base_url, check_model=False,
+    backend = OpenAIBackend(model="m", base_url=base_url, check_model=check_model,
                             force_length="ignore_eos", timeout_s=30.0)
     await backend.open()
     errors = []
@@ -178,6 +186,23 @@ def test_connection_closed_after_a_stream_is_never_reused(close_delay_s: float,
     assert errors == []
     assert requests == 12  # nothing was sent twice to the server
     assert connections == 12
+
+
+def test_a_plain_answer_kept_open_does_not_teach_the_pool_to_reuse_streams() -> None:
+    # llama-server keeps the GET /v1/models connection open and closes streamed ones; a
+    # second backend in the same task (as in a test, or a probe before the run) must not
+    # learn "keeps connections open" from its model check.
+    async def run() -> tuple[list[str], int, int]:
+        async with ClosingServer(0.05) as server:
+            errors = await _sequential(server.base_url, 3)
+            errors += await _sequential(server.base_url, 8, POOL_PROBE_S + 0.3,
+                                        check_model=True)
+            return errors, server.requests, server.connections
+
+    errors, requests, connections = asyncio.run(run())
+    assert errors == []
+    assert requests == 11
+    assert connections == 3 + 1 + 8  # the model check's connection is never reused
 
 
 def test_a_keep_alive_server_keeps_its_connection() -> None:
