@@ -64,6 +64,7 @@ from backends.prometheus import parse_metrics, vllm_summary  # noqa: E402
 from harness.config.settings import bench_settings  # noqa: E402
 from harness.servers.kinds import vllm_spec  # noqa: E402
 from harness.servers.managed import ManagedServer, free_port  # noqa: E402
+from workloads.prompts import synthesize_prompt  # noqa: E402
 
 TOOLS = ("harness", "vllm", "guidellm", "harness-before")
 LABELS = {"harness": "harness", "vllm": "vllm bench", "guidellm": "guidellm",
@@ -90,6 +91,28 @@ def same_definition(run: ToolRun) -> dict[str, float]:
             "tpot_ms_mean": mean(tpots) if tpots else 0.0}
 
 
+def write_prompts(path: Path, model_dir: str, count: int, input_len: int, output_len: int,
+                  seed: int) -> Path:
+    """`count` prompts of `input_len` tokens of the model's tokenizer (English-like words,
+    as the harness synthesizes them) as JSON lines {"prompt", "output_tokens"}: what both
+    `harness bench --dataset` and `vllm bench serve --dataset-name custom` read."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+
+    def count_tokens(text: str) -> int:
+        return len(tok.encode(text, add_special_tokens=True))
+
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(count):
+            prompt, _ = synthesize_prompt(count_tokens, input_len, rng, f"{i}: ")
+            f.write(json.dumps({"prompt": prompt, "output_tokens": output_len}) + "\n")
+    return path
+
+
 def run_tool(tool: str, server: ManagedServer, model: str, concurrency: int, prompts: int,
              args: argparse.Namespace, work: Path, tag: str) -> ToolRun:
     url = server.base_url
@@ -104,6 +127,8 @@ def run_tool(tool: str, server: ManagedServer, model: str, concurrency: int, pro
         config = work / "harness.toml"
         config.write_text("[engine]\nmetrics_sample_s = 0\n")  # vllm bench does not poll
         per_stream = [] if before else ["--requests-per-stream", "0"]
+        if args.prompts_file is not None and tag != "warmup":
+            per_stream += ["--dataset", str(args.prompts_file)]
         argv = [sys.executable, "-m", "harness", "bench", "--backend", "vllm", "--base-url",
                 url, "--model", model, "--workload", str(workload), "--concurrency",
                 str(concurrency), "--requests", str(prompts), *per_stream,
@@ -114,9 +139,14 @@ def run_tool(tool: str, server: ManagedServer, model: str, concurrency: int, pro
         return run
     if tool == "vllm":
         name = f"vllm-{tag}.json"
-        return run_vllm_bench(vllm_bench_argv(root, model, model, args.input_len,
-                                              args.output_len, prompts, concurrency, 0, seed,
-                                              work, name), work / name)
+        argv = vllm_bench_argv(root, model, model, args.input_len, args.output_len, prompts,
+                               concurrency, 0, seed, work, name)
+        if args.prompts_file is not None:  # the same prompts as the harness, not random ids
+            at = argv.index("--dataset-name")
+            argv[at:at + 8] = ["--dataset-name", "custom", "--dataset-path",
+                               str(args.prompts_file), "--custom-output-len",
+                               str(args.output_len), "--skip-chat-template"]
+        return run_vllm_bench(argv, work / name)
     result = work / f"guidellm-{tag}.json"
     return run_guidellm(guidellm_argv(root, model, model, args.input_len, args.output_len,
                                       prompts, concurrency, seed, result), result)
@@ -191,6 +221,10 @@ def main() -> int:
                     default="--enforce-eager --max-model-len 1024 --max-num-seqs 16 "
                             "--no-enable-prefix-caching",
                     help="extra vLLM server flags")
+    ap.add_argument("--same-prompts", action="store_true",
+                    help="harness and vllm bench send the same prompts (English-like, sized "
+                         "with the model's tokenizer) instead of each its own; guidellm "
+                         "keeps its synthetic ones")
     ap.add_argument("--json", type=Path, default=None, help="also write every run here")
     args = ap.parse_args()
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
@@ -219,9 +253,14 @@ def main() -> int:
     print(f"starting vLLM server: {' '.join(spec.argv[1:])}", flush=True)
     asyncio.run(server.__aenter__())
     results: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    args.prompts_file = None
     try:
         with tempfile.TemporaryDirectory(prefix="agreement-") as tmp:
             work = Path(tmp)
+            if args.same_prompts:
+                args.prompts_file = write_prompts(work / "prompts.jsonl", args.model,
+                                                  args.prompts, args.input_len,
+                                                  args.output_len, 11)
             t0 = time.monotonic()
             run_tool("harness", server, spec.model or args.model, max(levels), max(levels),
                      args, work, "warmup")
