@@ -24,7 +24,7 @@ import os
 import select
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from backends.base import (
     Usage,
     typed_config,
 )
+from backends.openai.direct import DirectPost
 from backends.openai.errors import classify_error, refused, short
 from backends.openai.sse import ChunkParser
 from backends.openai.tokenizer import Tokenizer
@@ -175,6 +176,7 @@ class OpenAIBackend:
     def __init__(self, **config: Any) -> None:
         self.config = typed_config("openai", OpenAIConfig, config)
         self.client: Any = None
+        self._direct: DirectPost | None = None  # set by open() where it applies
         self.tokenizer: Tokenizer | None = None
         self._api_key = self._read_key()
         # How force_length was decided: what the probe saw, or why there was none.
@@ -203,6 +205,7 @@ class OpenAIBackend:
         self.client = openai.AsyncOpenAI(base_url=cfg.base_url, api_key=self._api_key,
                                          max_retries=0, timeout=cfg.timeout_s,
                                          http_client=self._http_client(openai))
+        self._direct = DirectPost.attach(self.client, cfg.timeout_s)
         try:
             if cfg.check_model:
                 await self._check_model(openai)
@@ -398,25 +401,21 @@ class OpenAIBackend:
         """Send one streaming request; yield an event per chunk with content, then one
         carrying the usage (counts as far as the server sent them, the finish reason).
 
-        The official client sends the request (auth, errors by status); the server-sent
-        events are read from the raw response and parsed here, which costs a fraction
-        of building the client's typed chunk objects (see bench/client_overhead.py).
+        The request goes out on the official client's session (its URL, key, headers,
+        timeouts and error classes; see `_send`); the server-sent events are read from
+        the raw response and parsed here, which costs a fraction of building the
+        client's typed chunk objects (see bench/client_overhead.py).
         """
         if self.client is None:
             raise RuntimeError("open() the backend first")
         endpoint, args, extra = self.request_body(request)
         _STREAMING.set(True)  # the pool learns keep-alive from streamed responses only
-        api = self.client.chat.completions if endpoint == "chat" else self.client.completions
-        manager = api.with_streaming_response.create(**args, extra_body=extra or None)
-        try:
-            response = await manager.__aenter__()
-        except Exception as exc:  # noqa: BLE001 - classified, recorded by the runner
-            raise classify_error(exc) from None
+        body, close = await self._send(endpoint, args, extra)
         # No tokenizer while streaming: a chunk counts its logprobs or one token; where
         # the server sends no usage the runner counts the text after the request ended.
         parser = ChunkParser(chat=endpoint == "chat")
         try:
-            async for data in response.iter_bytes():
+            async for data in body:
                 t_ns = time.perf_counter_ns()
                 for text, n_tokens in parser.feed(data):
                     yield TokenEvent(t_ns=t_ns, text=text, n_tokens=n_tokens)
@@ -427,7 +426,7 @@ class OpenAIBackend:
             raise classify_error(exc, streaming=True) from None
         finally:
             try:
-                await manager.__aexit__(None, None, None)
+                await close()
             except Exception:  # noqa: BLE001 - closing a broken stream: best effort
                 pass
             _STREAMING.set(False)
@@ -436,6 +435,22 @@ class OpenAIBackend:
         yield TokenEvent(t_ns=time.perf_counter_ns(), text="", n_tokens=0,
                          usage=self._usage(parser.usage, parser.timings,
                                            parser.finish_reason))
+
+    async def _send(self, endpoint: str, args: dict[str, Any], extra: dict[str, Any]
+                    ) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[Any]]]:
+        """Send one streaming request: (its body's bytes as they arrive, a close
+        function), or RequestError. On aiohttp with a plain key straight on the client's
+        session (`DirectPost`: a fifth of the client's CPU per request), else through
+        `create()`."""
+        if self._direct is not None:
+            return await self._direct.post(endpoint, {**args, **extra})
+        api = self.client.chat.completions if endpoint == "chat" else self.client.completions
+        manager = api.with_streaming_response.create(**args, extra_body=extra or None)
+        try:
+            response = await manager.__aenter__()
+        except Exception as exc:  # noqa: BLE001 - classified, recorded by the runner
+            raise classify_error(exc) from None
+        return _body_bytes(response), lambda: manager.__aexit__(None, None, None)
 
     def _usage(self, raw: dict[str, Any] | None,
                timings: dict[str, Any] | None = None,
@@ -534,6 +549,25 @@ class OpenAIBackend:
         if self.tokenizer is not None:
             self.tokenizer.close()
             self.tokenizer = None
+
+
+def _body_bytes(response: Any) -> AsyncIterator[bytes]:
+    """The response body's bytes as they arrive. With the aiohttp transport and a body
+    that is not content-encoded, straight from aiohttp's stream: the openai and httpx
+    layers above it (four async generators per chunk) cost the client more CPU per
+    streamed token than the rest of its per-chunk path (bench/client_overhead.py).
+    Otherwise (httpx, gzip, another openai version) through the client's iter_bytes."""
+    http = getattr(response, "http_response", None)
+    stream = getattr(http, "stream", None)
+    for _ in range(3):  # httpx wraps the transport's stream (BoundAsyncStream._stream)
+        if stream is None or hasattr(stream, "_aiohttp_response"):
+            break
+        stream = getattr(stream, "_stream", None)
+    content = getattr(getattr(stream, "_aiohttp_response", None), "content", None)
+    if content is None or not hasattr(content, "iter_any") or \
+            http.headers.get("content-encoding", "identity") not in ("", "identity"):
+        return response.iter_bytes()
+    return content.iter_any()
 
 
 # True in a task that streams: llama-server keeps a connection open after a plain response
