@@ -149,7 +149,8 @@ def test_writing_streams_with_bounded_memory(tmp_path: Path) -> None:
 
 def test_synth_reference_is_generated_once_and_reused(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.models.resolve import resolve_gguf, synth
+    from harness.models import synth
+    from harness.models.resolve import resolve_gguf
     from harness.models.synth.shapes import custom_shape
 
     tiny = custom_shape("llama", 256, 512, 2, 4, 2, 1000, name="tiny-test")
