@@ -64,7 +64,7 @@ def test_bench_through_a_managed_llama_cpp_server(tmp_path):
 
     (jsonl,) = list(out_dir.glob("*/*.requests.jsonl"))
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert len(records) == 8 and all(r["ok"] for r in records)
+    assert len(records) == 4 + 8 and all(r["ok"] for r in records)
     for r in records:
         assert r["token_count_source"] == "tokenizer" and r["output_tokens"] == 8
         assert sum(r["event_tokens"]) == 8  # one token per chunk from this server
