@@ -56,8 +56,14 @@ def wants_log(values: list[float], spread: float = 30.0) -> bool:
     return len(pos) > 1 and max(pos) / min(pos) > spread
 
 
+# Beyond this no measured figure lies (1e15 tok/s, ms or J); a value past it is damage in
+# a result file, and axis arithmetic on it would overflow to inf.
+PLOT_LIMIT = 1e15
+
+
 def _plottable(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and abs(v) < PLOT_LIMIT)
 
 
 def _cut(text: str, chars: int = LEGEND_CHARS) -> str:
@@ -191,7 +197,7 @@ def line_chart(title: str, series: list[Series], x_label: str, y_label: str,
                 ax.plot([pos[x] for x, _, _ in pts], [y for _, y, _ in pts], color=c,
                         linewidth=2, linestyle="--" if s.dashed else "-", zorder=2)
             for x, y, err in pts:
-                if err:
+                if err and _plottable(err):
                     ax.vlines(pos[x], y - err, y + err, color=c, linewidth=1.5, zorder=2)
                 gid = f"{MARK}{len(tips)}"
                 _mark(ax, pos[x], y, c, gid)
