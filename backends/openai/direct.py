@@ -8,8 +8,8 @@ requests at once at every wave, so that cost delays the TTFT of the last ones by
 it. `DirectPost` sends the same request (the client's URL, headers and key, the same
 JSON body, the same timeouts) on the client's own aiohttp session and connection pool,
 and maps a failed status to the same error classes. It is used only where the client
-runs on aiohttp with a plain API key; anything else (httpx, custom auth, default query
-parameters) goes through the client.
+runs on aiohttp with a plain API key and no proxy; anything else (httpx, custom auth,
+default query parameters, HTTP(S)_PROXY) goes through the client.
 """
 
 from __future__ import annotations
@@ -64,10 +64,13 @@ class DirectPost:
             import aiohttp
         except ImportError:
             return None
-        transport = getattr(getattr(client, "_client", None), "_transport", None)
+        http = getattr(client, "_client", None)
+        transport = getattr(http, "_transport", None)
         if transport is None or not hasattr(transport, "get_client") or \
                 not hasattr(transport, "client"):
             return None
+        if getattr(http, "_mounts", None) or getattr(transport, "proxy", None) is not None:
+            return None  # a proxy (HTTP(S)_PROXY, ALL_PROXY): the client routes through it
         try:
             if client.custom_auth is not None or client.default_query or \
                     getattr(client, "_provider_runtime", None) is not None:

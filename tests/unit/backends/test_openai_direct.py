@@ -149,3 +149,25 @@ def test_a_gzipped_stream_is_decoded_on_the_direct_path():
     record = asyncio.run(go())
     assert record.ok, record.error_message
     assert record.output_tokens == 3 and len(record.event_ns) == 3
+
+
+def test_with_a_proxy_in_the_environment_the_client_path_is_used(monkeypatch):
+    """The official client routes through HTTP(S)_PROXY (and honours NO_PROXY); the direct
+    path would not, so it is not used."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+    async def go():
+        async with FakeOpenAIServer(FakeTiming(ttft_ms=1, itl_ms=1)) as server:
+            backend = OpenAIBackend(model="fake-model", base_url=server.base_url,
+                                    http_client="aiohttp")
+            await backend.open()
+            try:
+                assert backend._direct is None
+                return await measure_request(backend, _req(4), "s", 0, 10.0)
+            finally:
+                await backend.close()
+
+    record = asyncio.run(go())
+    assert record.ok and record.output_tokens == 4, record.error_message
