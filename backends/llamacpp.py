@@ -87,6 +87,7 @@ class LlamaCppBackend:
         self._lock = asyncio.Lock()
         self._n_vocab = 0
         self._eog: list[int] = []
+        self._pool: _ThreadPool | None = None
 
     async def open(self) -> BackendInfo:
         try:
@@ -118,6 +119,7 @@ class LlamaCppBackend:
             raise UserError(f"llama.cpp could not load {path}: {exc} (is the file complete "
                             "and a model llama.cpp supports?)") from None
         self._find_eog()
+        self._pool = _ThreadPool.attach(llama_cpp, self.llm._ctx.ctx, threads)
         meta = dict(self.llm.metadata)
         model_ptr = self.llm._model.model
         desc_buf = ctypes.create_string_buffer(256)
@@ -137,6 +139,9 @@ class LlamaCppBackend:
             "flash_attn": "auto" if cfg.flash_attn is None else cfg.flash_attn,
             "swa_full": cfg.swa_full, "use_mmap": cfg.use_mmap,
             "type_k": "f16", "type_v": "f16", "repack": True,  # llama.cpp's defaults
+            "threadpool": "persistent, poll 50 (as llama-bench and llama-server)"
+            if self._pool is not None else "one per graph (llama-cpp-python's default)",
+            "decode": "llama_decode per token (llama_batch_get_one)",
             "sampler": "greedy (argmax, EOG masked when forced)", "eog_banned_tokens": len(self._eog),
         }
         synthetic = meta.get("harness.synthetic") == "true" or "synthetic" in str(
@@ -206,6 +211,7 @@ class LlamaCppBackend:
         llama_cpp.llama_perf_context_reset(ctx)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         llm.eval(tokens)
+        one = (llama_cpp.llama_token * 1)()
         produced = 0
         finish = "length"
         for i in range(request.max_output_tokens):
@@ -222,7 +228,9 @@ class LlamaCppBackend:
             if cancel.is_set():
                 finish = "cancelled"
                 break
-            llm.eval([token])
+            one[0] = token  # llama_decode straight: llm.eval copies 1 MB of logits a token
+            if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1)) != 0:
+                raise RequestError("engine_error", "llama_decode failed (context full?)")
         perf = llama_cpp.llama_perf_context(ctx)
         emit(TokenEvent(t_ns=time.perf_counter_ns(), text="", n_tokens=0, usage=Usage(
             input_tokens=len(tokens), output_tokens=produced, source="engine",
@@ -282,8 +290,76 @@ class LlamaCppBackend:
     async def close(self) -> None:
         if self.llm is not None:
             llm, self.llm = self.llm, None
-            await asyncio.get_running_loop().run_in_executor(self._executor, llm.close)
+            pool, self._pool = self._pool, None
+
+            def close() -> None:
+                if pool is not None:
+                    pool.detach(llm._ctx.ctx)
+                llm.close()
+                if pool is not None:
+                    pool.free()
+
+            await asyncio.get_running_loop().run_in_executor(self._executor, close)
         self._executor.shutdown(wait=False)
+
+
+class _ThreadPoolParams(ctypes.Structure):
+    """ggml's `struct ggml_threadpool_params` (ggml.h)."""
+
+    _fields_ = [("cpumask", ctypes.c_bool * 512), ("n_threads", ctypes.c_int),
+                ("prio", ctypes.c_int), ("poll", ctypes.c_uint32),
+                ("strict_cpu", ctypes.c_bool), ("paused", ctypes.c_bool)]
+
+
+class _ThreadPool:
+    """A persistent ggml thread pool attached to the context, as llama-bench and
+    llama-server attach one; llama-cpp-python attaches none, so ggml starts and joins its
+    threads for every graph (every token). Through the wheel's own libggml-base and
+    libggml-cpu; `attach` returns None where they or the functions are not found, or the
+    parameters do not read back as set (a changed struct layout)."""
+
+    def __init__(self, pool: int, cpu: Any, llama: Any) -> None:
+        self.pool, self._cpu, self._llama = pool, cpu, llama
+
+    @staticmethod
+    def _lib(folder: Path, name: str) -> Any:
+        for pattern in (f"lib{name}.so", f"lib{name}.dylib", f"{name}.dll", f"lib{name}.so.*"):
+            found = sorted(folder.glob(pattern))
+            if found:
+                return ctypes.CDLL(str(found[0]))
+        raise OSError(f"{name} not found in {folder}")
+
+    @classmethod
+    def attach(cls, llama_cpp: Any, ctx: Any, n_threads: int) -> _ThreadPool | None:
+        try:
+            folder = Path(llama_cpp.__file__).parent / "lib"
+            base, cpu = cls._lib(folder, "ggml-base"), cls._lib(folder, "ggml-cpu")
+            llama = llama_cpp.llama_cpp._lib
+            base.ggml_threadpool_params_init.argtypes = [
+                ctypes.POINTER(_ThreadPoolParams), ctypes.c_int]
+            cpu.ggml_threadpool_new.argtypes = [ctypes.POINTER(_ThreadPoolParams)]
+            cpu.ggml_threadpool_new.restype = ctypes.c_void_p
+            cpu.ggml_threadpool_free.argtypes = [ctypes.c_void_p]
+            llama.llama_attach_threadpool.argtypes = [ctypes.c_void_p, ctypes.c_void_p,
+                                                      ctypes.c_void_p]
+            llama.llama_detach_threadpool.argtypes = [ctypes.c_void_p]
+        except (OSError, AttributeError):
+            return None
+        params = _ThreadPoolParams()
+        base.ggml_threadpool_params_init(ctypes.byref(params), n_threads)
+        if params.n_threads != n_threads or params.poll != 50 or params.paused:
+            return None
+        pool = cpu.ggml_threadpool_new(ctypes.byref(params))
+        if not pool:
+            return None
+        llama.llama_attach_threadpool(ctx, pool, None)
+        return cls(pool, cpu, llama)
+
+    def detach(self, ctx: Any) -> None:
+        self._llama.llama_detach_threadpool(ctx)
+
+    def free(self) -> None:
+        self._cpu.ggml_threadpool_free(self.pool)
 
 
 _FA_LOCK = threading.Lock()
