@@ -7,9 +7,11 @@ cached beside the wheel (`~/.cache/llm-harness/tools/<key>/bin/`); built on firs
 with a progress message (`make llama-server` builds it ahead).
 
 The server is started the way it batches concurrent users:
-- on a free loopback port, with `-np N` parallel slots: N is `parallel` (a setting, or
-  `-np` in `[engine] server_args`), else the largest concurrency (or open-loop
-  `max_in_flight`) of the run's workload;
+- on a free loopback port, with `-np N` parallel slots: N is the `parallel` setting (when
+  the settings have one) or `-np` in `[engine] server_args`, else the run's largest
+  concurrency (`max_concurrency`, which the caller can take from
+  `workload_max_concurrency`; else the largest `--concurrency`), else llama-server's own
+  default of 4;
 - continuous batching on (`-cb`, llama-server's default, made explicit);
 - the context sized for N slots: `-c n_ctx*N`, n_ctx the per-request context (--n-ctx,
   else what fits the workload's longest request), so every slot holds a whole request;
