@@ -385,7 +385,8 @@ class OpenAIBackend:
         if cfg.include_usage:
             args["stream_options"] = {"include_usage": True}
         if endpoint == "chat":
-            args["messages"] = [{"role": "user", "content": request.prompt}]
+            args["messages"] = ([{"role": r, "content": c} for r, c in request.messages]
+                                or [{"role": "user", "content": request.prompt}])
         else:
             args["prompt"] = request.prompt
         extra = dict(cfg.extra_body)

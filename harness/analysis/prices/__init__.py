@@ -326,13 +326,7 @@ def _parse_hardware(entry: dict[str, Any], path: str, i: int) -> HardwarePrice:
         purchase = None
         if "purchase_usd" in entry or "amortize_months" in entry:
             raise UserError(f"{where}: purchase_usd/amortize_months are for kind = 'owned'")
-    patterns = _str_tuple(entry, "match", where)
-    for pat in patterns:
-        try:
-            re.compile(pat)
-        except re.error as exc:
-            raise UserError(f"{where}: match pattern {pat!r} is not a regular expression "
-                            f"({exc})") from None
+    patterns = _patterns(entry, where)
     return HardwarePrice(
         name=name.strip(), kind=kind, date=date, source=source, purchase_usd=purchase,
         amortize_months=_positive(entry, "amortize_months", where), usd_per_hour=hourly,
@@ -340,6 +334,18 @@ def _parse_hardware(entry: dict[str, Any], path: str, i: int) -> HardwarePrice:
         idle_power_w=_positive(entry, "idle_power_w", where),
         claimed_tok_s=_positive(entry, "claimed_tok_s", where), match=patterns,
         aliases=_str_tuple(entry, "aliases", where), note=str(entry.get("note", "")))
+
+
+def _patterns(entry: dict[str, Any], where: str) -> tuple[str, ...]:
+    """The entry's `match` list, each a checked regular expression."""
+    patterns = _str_tuple(entry, "match", where)
+    for pat in patterns:
+        try:
+            re.compile(pat)
+        except re.error as exc:
+            raise UserError(f"{where}: match pattern {pat!r} is not a regular expression "
+                            f"({exc})") from None
+    return patterns
 
 
 def _class(entry: dict[str, Any], where: str, required: bool = False) -> str:
@@ -355,13 +361,7 @@ def _parse_model(entry: dict[str, Any], path: str, i: int) -> ModelInfo:
     _check_keys(entry, _MODEL_KEYS, where)
     if not isinstance(name, str) or not name.strip():
         raise UserError(f"{where}: needs name = \"...\"")
-    patterns = _str_tuple(entry, "match", where)
-    for pat in patterns:
-        try:
-            re.compile(pat)
-        except re.error as exc:
-            raise UserError(f"{where}: match pattern {pat!r} is not a regular expression "
-                            f"({exc})") from None
+    patterns = _patterns(entry, where)
     return ModelInfo(name=name.strip(), model_class=_class(entry, where, required=True),
                      match=patterns, params_b=_positive(entry, "params_b", where),
                      aliases=_str_tuple(entry, "aliases", where),

@@ -283,3 +283,14 @@ def test_url_helpers_and_cost():
     assert public_url("https://user:pw@host:8443/v1?key=x") == "https://host:8443/v1"
     assert cost_usd((2.0, 8.0), 1000, 500) == pytest.approx(0.006)
     assert cost_usd(None, 1, 1) is None and cost_usd((1.0, 1.0), None, 5) is None
+
+
+def test_chat_messages_from_a_dataset_are_sent_as_messages():
+    backend = OpenAIBackend(model="m", base_url="http://127.0.0.1:1/v1", endpoint="chat")
+    req = Request("r", "flat text", 3, 4, chat=True,
+                  messages=(("system", "be brief"), ("user", "hello")))
+    _, args, _ = backend.request_body(req)
+    assert args["messages"] == [{"role": "system", "content": "be brief"},
+                                {"role": "user", "content": "hello"}]
+    _, args, _ = backend.request_body(Request("r", "plain", 1, 4, chat=True))
+    assert args["messages"] == [{"role": "user", "content": "plain"}]
