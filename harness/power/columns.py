@@ -82,8 +82,8 @@ def energy_columns(readings: list[Reading], idle: list[Reading] | None = None,
         else:
             notes.append("idle power not measured for every domain")
     cols.update(
-        energy_j=round(energy_j, 3),
-        power_window_s=round(window_s, 3),
+        energy_j=round(energy_j, 6),  # 6 places: avg_power_w = energy_j / power_window_s
+        power_window_s=round(window_s, 6),  # holds to 1e-3 on sub-second windows too
         avg_power_w=round(energy_j / window_s, 3) if window_s > 0 else None,
         peak_power_w=_round(summed_peak_w(chosen)),
         idle_power_w=_round(idle_w),
