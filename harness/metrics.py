@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 NS_PER_MS = 1_000_000
@@ -119,8 +119,12 @@ class RequestRecord:
         return (self.send_ns - self.scheduled_ns) / NS_PER_MS
 
     def to_json(self) -> dict[str, Any]:
-        """The record plus its derived metrics, for the per-request JSONL file."""
-        data = asdict(self)
+        """The record plus its derived metrics, for the per-request JSONL file.
+
+        Shallow (the lists copied, nothing deeper to copy): a tenth of `asdict`'s cost,
+        and this runs once per request while other streams are measured."""
+        data = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        data["event_ns"], data["event_tokens"] = list(self.event_ns), list(self.event_tokens)
         data.update(
             ok=self.ok,
             ttft_ms=self.ttft_ms,
@@ -131,6 +135,9 @@ class RequestRecord:
             short_output=self.short_output,
         )
         return data
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(RequestRecord))
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -88,11 +88,24 @@ def redact(text: str) -> str:
     return _redact_text(text, _value_pattern(secret_values()))
 
 
+def _scoped(regex: re.Pattern[str]) -> str:
+    """A pattern's text with its global inline flags made local, for joining with `|`."""
+    text = regex.pattern
+    return f"(?i:{text[4:]})" if text.startswith("(?i)") else f"(?:{text})"
+
+
+# One search that matches wherever any of _PATTERNS would: a string it misses (most
+# strings of a result line) skips the seven substitutions.
+_ANY_PATTERN = re.compile("|".join(_scoped(regex) for regex, _ in _PATTERNS))
+
+
 def _redact_text(text: str, pattern: re.Pattern[str] | None) -> str:
     if not text:
         return text
     if pattern is not None:
         text = pattern.sub(MASK, text)
+    if _ANY_PATTERN.search(text) is None:
+        return text
     for regex, replacement in _PATTERNS:
         text = regex.sub(replacement, text)
     return text
