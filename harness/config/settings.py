@@ -120,8 +120,16 @@ SETTINGS: tuple[Setting, ...] = (
             _VLLM_G, owner=VLLM),
     Setting("enforce_eager", "bool", "no CUDA graphs / torch.compile: fast start, slower "
             "steps", _VLLM_G, owner=VLLM),
-    Setting("server", "str", "start a managed server: llama-cpp-python, vllm or command",
-            _SRV, owner=SERVER),
+    Setting("server", "str", "start a managed server: llama-server (llama.cpp's own server, "
+            "built from the installed llama-cpp-python's source: parallel slots, continuous "
+            "batching, for capacity), llama-cpp-python (python -m llama_cpp.server, one "
+            "request at a time), vllm or command", _SRV, owner=SERVER),
+    Setting("server_binary", "str", "--server llama-server: the llama-server binary to run "
+            "(default: $LLAMA_SERVER, else the one built from the llama-cpp-python sdist)",
+            _SRV, owner=SERVER, metavar="PATH"),
+    Setting("parallel", "int", "--server llama-server: parallel slots, -np (default: the "
+            "run's largest concurrency; --concurrency auto: --max-concurrency)", _SRV,
+            owner=SERVER, minimum=1, unit="requests", metavar="N"),
     Setting("server_command", "str", "with --server command: the command line that starts "
             "it", _SRV, owner=SERVER),
     Setting("base_url", "str", "OpenAI-compatible endpoint URL", _SRV, owner=OPENAI),

@@ -28,7 +28,8 @@ from harness.results.files import RunFiles
 from harness.results.machine import fingerprint
 from harness.runner.options import RunOptions, RunState
 from harness.runner.runner import new_run_id, run_workload
-from harness.servers.kinds import managed_server_for
+from harness.servers.kinds import check_server_settings, managed_server_for
+from harness.servers.llama_server import workload_max_concurrency
 from harness.servers.managed import ManagedServer
 from workloads.datasets import resolve_source
 from workloads.spec import Workload, context_tokens, load_workload
@@ -131,6 +132,7 @@ class BenchRun:
 
     def __init__(self, settings: BenchSettings) -> None:
         self.settings = settings
+        check_server_settings(settings)
         self.backend_name = choose_backend(settings)
         self.workload = bench_workload(settings)
         self.power: PowerSession = open_session(settings.power or "auto",
@@ -153,6 +155,14 @@ class BenchRun:
         self.server: ManagedServer | None = None
         self.server_died = False
         self.terminated = False
+
+    def max_in_flight(self) -> int | None:
+        """The most requests this run holds in flight (a managed llama-server gets as many
+        parallel slots): the largest closed-loop concurrency of the workload with the load
+        flags applied, --concurrency auto's cap (--max-concurrency, default 64) for the
+        scenarios it sweeps, open-loop scenarios' max_in_flight; None when unbounded."""
+        cap = self.options.max_concurrency if self.options.concurrency_auto else None
+        return workload_max_concurrency(self.workload, cap)
 
     def run(self) -> None:
         """Measure every scenario; KeyboardInterrupt/Terminated when interrupted."""
@@ -181,8 +191,8 @@ class BenchRun:
         except (NotImplementedError, RuntimeError):
             pass
         need_ctx = context_tokens(self.workload)
-        server = (managed_server_for(self.settings, need_ctx) if self.settings.server
-                  else None)
+        server = (managed_server_for(self.settings, need_ctx, self.max_in_flight())
+                  if self.settings.server else None)
         server_up = False
         try:
             endpoint = None

@@ -7,6 +7,8 @@ length is forced). `SERVER_KINDS` is the one registry; `register_server_kind` ad
   prompt token), `--interrupt_requests False` (concurrent requests queue instead of
   cancelling each other), a chat format for base models without a template (`gemma`
   for Gemma), a batch as large as the context (as the in-process backend uses).
+- `llama-server`: llama.cpp's own server (`harness.servers.llama_server`), parallel slots
+  sized by the run's largest concurrency (the builders' `max_concurrency`).
 - `vllm`: vLLM's OpenAI server (`python -m vllm.entrypoints.openai.api_server`) with
   every vLLM setting (flags and [engine] table) as its command-line flag.
 - `command`: any command line (`--server-command`); `{port}`, `{host}` and `{model}`
@@ -39,8 +41,11 @@ from harness.models.resolve import resolve_gguf
 from harness.servers.llama_server import llama_server_spec
 from harness.servers.managed import LOOPBACK, ManagedServer, ServerSpec, free_port
 
-# (settings, context tokens the workload needs, port) -> how to start the server
-ServerBuilder = Callable[[BenchSettings, int, int], ServerSpec]
+# (settings, context tokens the workload needs, port, the most requests the run holds in
+# flight or None when unbounded) -> how to start the server
+ServerBuilder = Callable[[BenchSettings, int, int, int | None], ServerSpec]
+# Settings that configure `--server llama-server` only.
+LLAMA_SERVER_ONLY = ("server_binary", "parallel")
 
 
 def server_args(settings: BenchSettings) -> list[str]:
@@ -58,8 +63,8 @@ def health_timeout_s(settings: BenchSettings, default_s: float) -> float:
     return float(settings.server_timeout) if settings.server_timeout else default_s
 
 
-def llama_cpp_python_spec(settings: BenchSettings, context_tokens: int,
-                          port: int) -> ServerSpec:
+def llama_cpp_python_spec(settings: BenchSettings, context_tokens: int, port: int,
+                          max_concurrency: int | None = None) -> ServerSpec:
     """`python -m llama_cpp.server` on the GGUF named by --model (default model if none)."""
     try:
         import llama_cpp
@@ -120,7 +125,8 @@ def _gguf_metadata(path: Path) -> dict[str, str]:
         llm.close()
 
 
-def vllm_spec(settings: BenchSettings, context_tokens: int, port: int) -> ServerSpec:
+def vllm_spec(settings: BenchSettings, context_tokens: int, port: int,
+              max_concurrency: int | None = None) -> ServerSpec:
     """vLLM's OpenAI server on --model (an HF id or local folder) with every vLLM setting
     (flags and [engine] table) passed as its command-line flag, and recorded."""
     model = settings.model
@@ -154,7 +160,8 @@ def vllm_spec(settings: BenchSettings, context_tokens: int, port: int) -> Server
               if device == "cpu" else None})
 
 
-def command_spec(settings: BenchSettings, context_tokens: int, port: int) -> ServerSpec:
+def command_spec(settings: BenchSettings, context_tokens: int, port: int,
+                 max_concurrency: int | None = None) -> ServerSpec:
     """Any server command line (`--server-command`); `{port}`, `{host}`, `{model}` are
     filled in, and the server is reached at --base-url or http://127.0.0.1:{port}/v1."""
     command = settings.server_command
@@ -192,17 +199,36 @@ def register_server_kind(name: str, builder: ServerBuilder) -> None:
     SERVER_KINDS[name] = builder
 
 
-def managed_server_for(settings: BenchSettings, context_tokens: int) -> ManagedServer:
-    """The managed server that `--server KIND` (and its settings) names; not started."""
+def check_server_settings(settings: BenchSettings) -> None:
+    """Settings of one server kind given for another (or for no managed server) are an
+    error, not silently ignored: --server-binary and --parallel need --server
+    llama-server."""
+    given = [s for s in LLAMA_SERVER_ONLY if getattr(settings, s, None) is not None]
+    if given and settings.server != "llama-server":
+        flags = " and ".join("--" + s.replace("_", "-") for s in given)
+        now = f"--server {settings.server}" if settings.server else "no --server"
+        raise UserError(f"{flags} configure{'s' if len(given) == 1 else ''} --server "
+                        f"llama-server, but this run has {now}: add --server llama-server "
+                        f"or leave {flags} out")
+
+
+def managed_server_for(settings: BenchSettings, context_tokens: int,
+                       max_concurrency: int | None = None) -> ManagedServer:
+    """The managed server that `--server KIND` (and its settings) names; not started.
+    `max_concurrency`: the most requests the run will hold in flight (llama-server sizes
+    its parallel slots by it)."""
     kind = str(settings.server or "")
+    check_server_settings(settings)
     if settings.backend not in (None, "openai", "vllm"):
         raise UserError(f"--server {kind} is benchmarked over HTTP: use --backend openai "
                         f"(or leave --backend out), not --backend {settings.backend}")
     if kind not in SERVER_KINDS:
         raise UserError(f"unknown --server {kind!r}; known: {', '.join(SERVER_KINDS)}."
                         + did_you_mean(kind, list(SERVER_KINDS)))
-    return ManagedServer(SERVER_KINDS[kind](settings, context_tokens, free_port()))
+    return ManagedServer(SERVER_KINDS[kind](settings, context_tokens, free_port(),
+                                            max_concurrency))
 
 
-__all__ = ["SERVER_KINDS", "ServerBuilder", "command_spec", "llama_cpp_python_spec",
-           "managed_server_for", "register_server_kind", "vllm_spec"]
+__all__ = ["LLAMA_SERVER_ONLY", "SERVER_KINDS", "ServerBuilder", "check_server_settings",
+           "command_spec", "llama_cpp_python_spec", "managed_server_for",
+           "register_server_kind", "vllm_spec"]

@@ -7,11 +7,10 @@ cached beside the wheel (`~/.cache/llm-harness/tools/<key>/bin/`); built on firs
 with a progress message (`make llama-server` builds it ahead).
 
 The server is started the way it batches concurrent users:
-- on a free loopback port, with `-np N` parallel slots: N is the `parallel` setting (when
-  the settings have one) or `-np` in `[engine] server_args`, else the run's largest
-  concurrency (`max_concurrency`, which the caller can take from
-  `workload_max_concurrency`; else the largest `--concurrency`), else llama-server's own
-  default of 4;
+- on a free loopback port, with `-np N` parallel slots: N is `--parallel` or `-np` in
+  `[engine] server_args`, else the run's largest concurrency (`max_concurrency`: the
+  bench session passes `workload_max_concurrency` of the run, --concurrency auto's cap
+  included; else the largest `--concurrency`), else llama-server's own default of 4;
 - continuous batching on (`-cb`, llama-server's default, made explicit);
 - the context sized for N slots: `-c n_ctx*N`, n_ctx the per-request context (--n-ctx,
   else what fits the workload's longest request), so every slot holds a whole request;
@@ -137,10 +136,15 @@ def _user_binary(text: str, where: str) -> Path:
         found = _which(text)
         if found is not None:
             return found
+    fix = ("give the path of a llama-server binary, or leave it out to use the one built "
+           "from the llama-cpp-python sdist (make llama-server)")
+    if path.is_dir():
+        raise UserError(f"{where} {text}: a folder, not a file; {fix}")
     if not path.is_file():
-        raise UserError(f"{where} {text}: no such file")
+        on_path = " (nor on PATH)" if not path.is_absolute() and os.sep not in text else ""
+        raise UserError(f"{where} {text}: no such file{on_path}; {fix}")
     if not os.access(path, os.X_OK):
-        raise UserError(f"{where} {text}: not executable")
+        raise UserError(f"{where} {text}: not executable; chmod +x it, or {fix}")
     return path
 
 
@@ -183,13 +187,20 @@ def _build_info(binary: Path) -> str:
 # -- the server -------------------------------------------------------------------------
 
 
-def workload_max_concurrency(workload: Any) -> int | None:
-    """The largest closed-loop concurrency or open-loop max_in_flight of a workload."""
+def workload_max_concurrency(workload: Any, auto_cap: int | None = None) -> int | None:
+    """The most requests a run of `workload` (the load flags applied) holds in flight:
+    per closed-loop scenario its largest concurrency, or `auto_cap` when `--concurrency
+    auto` sweeps it (the sweep may go up to its cap, --max-concurrency); per open-loop
+    scenario its max_in_flight. None when no scenario bounds it (open loop, no cap)."""
     levels: list[int] = []
     for scenario in getattr(workload, "scenarios", ()) or ():
-        levels.extend(int(c) for c in scenario.concurrency or ())
-        if scenario.max_in_flight:
-            levels.append(int(scenario.max_in_flight))
+        if scenario.rate_rps:
+            if scenario.max_in_flight:
+                levels.append(int(scenario.max_in_flight))
+        elif auto_cap is not None:
+            levels.append(int(auto_cap))
+        else:
+            levels.extend(int(c) for c in scenario.concurrency or ())
     return max(levels) if levels else None
 
 
@@ -199,7 +210,7 @@ def parallel_slots(values: Any, max_concurrency: int | None = None) -> tuple[int
     default of 4."""
     given = _get(values, "parallel")
     if given is not None:
-        return int(given), "parallel setting"
+        return int(given), "--parallel"
     args = _server_args(values)
     for i, arg in enumerate(args):
         if arg in _NP_FLAGS and i + 1 < len(args):

@@ -222,7 +222,7 @@ def test_llama_cpp_python_command_line_has_the_honest_flags():
 
 
 def test_server_kinds_are_pluggable():
-    def mine(settings, context_tokens, port):
+    def mine(settings, context_tokens, port, max_concurrency):
         return ServerSpec(kind="mine", argv=["true"], base_url=f"http://127.0.0.1:{port}/v1",
                           model="m")
     register_server_kind("mine", mine)
