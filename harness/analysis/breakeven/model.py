@@ -22,6 +22,7 @@ For one machine option:
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -63,6 +64,7 @@ class Measured:
     workload: str = ""
     scenario: str = ""
     backend: str = ""
+    served_by: str = ""  # how the engine ran: "llama.cpp in process", "--server llama-server"
     concurrency: int | None = None
     selection: str = ""  # the rule that chose the row: best meeting the SLO | knee | ...
     selection_reason: str = ""  # which row, why it, and which rows were refused
@@ -313,7 +315,7 @@ def measured_from_row(row: dict[str, Any], selection: str = "",
         machine_id=str(row.get("machine_id") or ""), machine_name=name,
         model=str(row.get("model") or ""), weights=weights,
         workload=str(row.get("workload") or ""), scenario=str(row.get("scenario") or ""),
-        backend=str(row.get("backend") or ""),
+        backend=str(row.get("backend") or ""), served_by=served_by(row),
         concurrency=int(conc) if conc is not None else None, selection=selection,
         selection_reason=selection_reason, above_idle_j_per_token=per_token,
         source_file=str(row.get("source_file") or ""), row=dict(row))
@@ -328,6 +330,80 @@ SLO_PERCENTILE = 90
 # A closed-loop row that held fewer than this share of its labelled concurrency in flight
 # (time-weighted mean) did not measure the machine at that load: never priced.
 MIN_ACHIEVED_CONCURRENCY = 0.9
+
+
+def served_by(row: dict[str, Any]) -> str:
+    """How a row's engine ran: `--server KIND (openai backend)` for a managed server (the
+    kind from the row's settings), `llama.cpp in process`, `vLLM in process`, else the
+    backend (and engine)."""
+    try:
+        settings = json.loads(str(row.get("settings_json") or "{}"))
+    except ValueError:
+        settings = {}
+    server = settings.get("server") if isinstance(settings, dict) else None
+    kind = server.get("kind") if isinstance(server, dict) else None
+    backend = str(row.get("backend") or "?")
+    if kind:
+        return f"--server {kind} ({backend} backend)"
+    if backend == "llamacpp":
+        return "llama.cpp in process"
+    if backend == "vllm":
+        return "vLLM in process"
+    engine = str(row.get("engine") or "")
+    return f"{backend} backend" + (f" ({engine})" if engine and engine != backend else "")
+
+
+def _single_stream(group: list[dict[str, Any]]) -> bool:
+    """Whether every usable row of a group measured one request at a time (closed loop,
+    c=1): one user's speed, not what the machine serves to many."""
+    return all(str(r.get("load_mode") or "closed") == "closed"
+               and not as_float(r.get("request_rate_rps"))
+               and (as_float(r.get("concurrency")) or 1.0) <= 1 for r in group)
+
+
+def _row_used(m: Measured) -> str:
+    """'tg128 c=1, llama.cpp in process, 61.2 out tok/s, results/x.csv'."""
+    out = as_float(m.row.get("output_throughput_tok_s"))
+    return ", ".join(p for p in (
+        _row_label(m.row).split(" (run ")[0], m.served_by,
+        f"{out:.4g} out tok/s" if out is not None else f"{m.total_tok_s:.4g} tok/s",
+        m.source_file) if p)
+
+
+def prefer_capacity(picked: list[tuple[Measured, list[dict[str, Any]]]]
+                    ) -> tuple[list[Measured], list[str]]:
+    """Of the rows chosen for one model file (its sha256, else its name) on one machine
+    and one scenario, the capacity rows win over single-stream ones: `make bench` on
+    llama.cpp writes the in-process rows (one request at a time, c=1) and a llama-server
+    concurrency sweep of the same model; the machine's capacity is the sweep's row, so
+    the single-stream one is not priced (said in the reason and a note; `--concurrency
+    1` prices c=1 rows). `picked`: each chosen Measured with its group's usable rows."""
+    def key(m: Measured) -> tuple[str, ...]:
+        return (m.machine_id, str(m.row.get("model_sha256") or "") or m.model, m.workload,
+                m.scenario)
+
+    by_key: dict[tuple[str, ...], list[tuple[Measured, bool]]] = {}
+    for m, group in picked:
+        by_key.setdefault(key(m), []).append((m, _single_stream(group)))
+    dropped: set[int] = set()
+    replaced: dict[int, Measured] = {}
+    notes: list[str] = []
+    for items in by_key.values():
+        single = [m for m, one in items if one]
+        capacity = [m for m, one in items if not one]
+        if not single or not capacity:
+            continue
+        instead = "; ".join(_row_used(m) for m in single)
+        for m in single:
+            dropped.add(id(m))
+        for m in capacity:
+            replaced[id(m)] = replace(m, selection_reason=(
+                f"{m.selection_reason}; priced instead of the single-stream row(s) of the "
+                f"same model on this machine ({instead}): they measure one user"))
+        notes.append(f"scenario {capacity[0].scenario!r}: the capacity row ("
+                     + "; ".join(_row_used(m) for m in capacity) + ") is priced, not the "
+                     f"single-stream row(s) ({instead}); --concurrency 1 prices c=1 rows")
+    return ([replaced.get(id(m), m) for m, _ in picked if id(m) not in dropped], notes)
 
 
 def _row_label(row: dict[str, Any]) -> str:
@@ -496,7 +572,7 @@ def select_measurements(frame: Any, concurrency: int | None = None,
     if lost:
         notes.append(f"every row of scenario(s) {', '.join(lost)} refused: left out")
     slos_given = concurrency is None and (slo_ttft_ms is not None or slo_tpot_ms is not None)
-    chosen = []
+    chosen: list[tuple[Measured, list[dict[str, Any]]]] = []
     missed: list[str] = []
     for group in groups.values():
         if concurrency is not None:
@@ -520,7 +596,7 @@ def select_measurements(frame: Any, concurrency: int | None = None,
         if group_refused:
             why += "; refused: " + "; ".join(f"{_row_label(r)} ({', '.join(w)})"
                                             for r, w in group_refused)
-        chosen.append(measured_from_row(best, rule, f"{_row_label(best)}: {why}"))
+        chosen.append((measured_from_row(best, rule, f"{_row_label(best)}: {why}"), group))
     if missed:
         limits = " and ".join(
             f"{name} p{SLO_PERCENTILE} <= {limit:g} ms"
@@ -531,7 +607,10 @@ def select_measurements(frame: Any, concurrency: int | None = None,
                               + "; ".join(missed) + "); loosen the SLOs or measure lower "
                               "concurrency")
         notes.append(f"no row of scenario(s) meets {limits}, left out: " + "; ".join(missed))
-    return chosen, notes
+    if concurrency is not None:  # the rows asked for, whoever served them
+        return [m for m, _ in chosen], notes
+    measured, preferred = prefer_capacity(chosen)
+    return measured, notes + preferred
 
 
 # ------------------------------------------------------------------ economics
@@ -613,7 +692,9 @@ def analyse_option(measured: Measured, econ: Economics | None, apis: list[ApiPri
         "machine": measured.machine_name, "model": measured.model,
         "weights": measured.weights, "synthetic_weights": measured.synthetic,
         "workload": measured.workload, "scenario": measured.scenario,
-        "backend": measured.backend, "concurrency": measured.concurrency,
+        "backend": measured.backend, "served_by": measured.served_by,
+        "concurrency": measured.concurrency,
+        "output_tok_s": _round(as_float(measured.row.get("output_throughput_tok_s"))),
         "selection": measured.selection, "selection_reason": measured.selection_reason,
         "source_file": measured.source_file,
         "total_tok_s": _round(measured.total_tok_s),
@@ -831,5 +912,6 @@ __all__ = [
     "Assumptions", "BreakEven", "CostModel", "Economics", "HybridPlan", "Measured",
     "analyse", "analyse_frame", "analyse_option", "as_float", "blended_usd_per_mtok", "break_even",
     "capacity_tok_per_month", "cost_model", "cost_per_mtok", "economics_from_hardware", "energy_usd_per_month", "hardware_usd_per_month", "hybrid_plan", "local_monthly_usd", "machines_needed",
-    "measured_from_row", "refusal_reasons", "choose_row", "select_measurements", "sensitivity",
+    "measured_from_row", "prefer_capacity", "refusal_reasons", "choose_row",
+    "select_measurements", "sensitivity", "served_by",
 ]

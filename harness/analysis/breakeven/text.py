@@ -85,8 +85,11 @@ def format_text(result: dict[str, Any], markdown: bool = False) -> str:
             _machine_line(o), mtok(o["capacity_mtok_per_month_full"]),
             usd(o.get("cost_per_mtok_full")), usd(o.get("cost_per_mtok_at_utilization"))]
            for i, o in enumerate(opts)], "Machines (one per measured row and price)")
-    table(["#", "rule", "row used and why"],
-          [[i + 1, o["selection"] or "-", o.get("selection_reason") or "-"]
+    table(["#", "rule", "served by", "c", "out tok/s", "file", "row used and why"],
+          [[i + 1, o["selection"] or "-", o.get("served_by") or "-",
+            "-" if o.get("concurrency") is None else o["concurrency"],
+            "-" if o.get("output_tok_s") is None else f"{o['output_tok_s']:,.4g}",
+            o.get("source_file") or "-", o.get("selection_reason") or "-"]
            for i, o in enumerate(opts)], "Rows used")
     be_rows = []
     for i, o in enumerate(opts):
