@@ -1,5 +1,6 @@
 # Thin wrappers around the `harness` command. Everything installs into .venv on first use.
-#   make bench                      default model, default workload, llama.cpp
+#   make bench                      default model, default workload, llama.cpp: one user
+#                                   (in process) and many (llama-server capacity sweep)
 #   make bench MODEL=x.gguf WORKLOAD=chat CONCURRENCY=1,4 BACKEND=llamacpp POWER=auto
 #   make test                       install test deps and run every test (slow ones too)
 #   make test-unit                  the fast unit tests only (no slow or timing-dependent ones)
@@ -27,13 +28,31 @@ BENCH_FLAGS := --workload $(WORKLOAD) --output $(OUTPUT) \
   $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(RATE),--rate $(RATE)) \
   $(if $(POWER),--power $(POWER)) $(ARGS)
 
+# On llama.cpp (the default backend) `make bench` measures both: the in-process rows ("how
+# fast for one user") and then a capacity sweep of the same model and workload on
+# llama.cpp's own llama-server with parallel slots ("how much for many"), into the same
+# OUTPUT. CAPACITY=0 skips the sweep; CAPACITY_CONCURRENCY (default auto: doubled from 1
+# to the knee, at most CAPACITY_MAX_CONCURRENCY) or a list like 1,2,4,8; CAPACITY_ARGS
+# are added to the sweep only (ARGS go to both runs).
+CAPACITY ?= 1
+CAPACITY_CONCURRENCY ?= auto
+CAPACITY_MAX_CONCURRENCY ?= 8
+CAPACITY_ARGS ?=
+CAPACITY_ON := $(filter-out 0 no off false,$(CAPACITY))
+CAPACITY_FLAGS := --server llama-server --workload $(WORKLOAD) --output $(OUTPUT) \
+  --concurrency $(CAPACITY_CONCURRENCY) \
+  $(if $(filter auto,$(CAPACITY_CONCURRENCY)),--max-concurrency $(CAPACITY_MAX_CONCURRENCY)) \
+  $(if $(MODEL),--model $(MODEL)) $(if $(POWER),--power $(POWER)) $(ARGS) $(CAPACITY_ARGS)
+
 .PHONY: all bench env test test-unit test-gpu install install-vllm install-openai model \
   clean-venv help browser nightly lint llama-server
 
 all: help
 
 help:
-	@echo "make bench   measure (MODEL= WORKLOAD= BACKEND= CONCURRENCY= RATE= POWER= ARGS=)"
+	@echo "make bench   measure (MODEL= WORKLOAD= BACKEND= CONCURRENCY= RATE= POWER= ARGS=);"
+	@echo "             on llama.cpp also a llama-server capacity sweep (CAPACITY=0 skips;"
+	@echo "             CAPACITY_CONCURRENCY=auto|1,2,4,8 CAPACITY_MAX_CONCURRENCY=8 CAPACITY_ARGS=)"
 	@echo "make env     show what this machine has"
 	@echo "make test    install test dependencies and run all tests"
 	@echo "make nightly smoke suite, compare with BASELINE= (default results/reference), report"
@@ -77,8 +96,13 @@ else ifeq ($(BACKEND),openai)
 bench: install-openai
 	$(HARNESS) bench $(BENCH_FLAGS)
 else
-bench: install
+bench: install $(if $(CAPACITY_ON),llama-server)
+	@echo "== llama.cpp in process: how fast for one user (c>1 rows queue: load_mode=serial) =="
 	$(HARNESS) bench $(BENCH_FLAGS)
+ifneq ($(CAPACITY_ON),)
+	@echo "== llama-server, parallel slots: how much for many (CAPACITY=0 skips this) =="
+	$(HARNESS) bench $(CAPACITY_FLAGS)
+endif
 endif
 
 env: install
