@@ -13,7 +13,7 @@ import resource
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,8 +42,10 @@ from harness.runner.progress import Progress, RowCounter
 from workloads.requests import PromptFactory
 from workloads.spec import Scenario, Workload
 
-# --concurrency auto stops when doubling N grows output throughput by less than this.
+# --concurrency auto stops after PLATEAU_STEPS doublings of N in a row that grew output
+# throughput by less than GROWTH_MIN.
 GROWTH_MIN = 0.05
+PLATEAU_STEPS = 2
 
 
 def utc_now() -> str:
@@ -83,34 +85,59 @@ def slo_breach(row: dict[str, Any], slo_ttft_ms: float | None,
     return None
 
 
-def knee_step(previous: dict[str, Any] | None, row: dict[str, Any],
-              slo_ttft_ms: float | None, slo_tpot_ms: float | None,
-              at_cap: bool) -> tuple[str | None, str]:
-    """Where the saturation sweep stands after `row` (the next doubling of `previous`):
-    (None, "") to go on, or ("previous" | "this", why) to stop with the knee at that row.
+def knee_step(rows: Sequence[dict[str, Any]], slo_ttft_ms: float | None,
+              slo_tpot_ms: float | None, at_cap: bool) -> tuple[dict[str, Any] | None, str]:
+    """Where the saturation sweep stands after its newest row (`rows[-1]`; the rows
+    before it are the sweep's earlier doublings, each of which let it go on): (None, "")
+    to go on, or (the knee row, why) to stop.
 
-    It stops when a request failed or an SLO broke at this load (the knee is the load
-    before; this row when there is none), when doubling the concurrency grew output
-    throughput by less than GROWTH_MIN (the knee is the smaller load: the larger one
-    bought latency, not throughput), or at the cap (this row)."""
+    The anchor is the smallest load whose throughput the later loads did not beat by
+    GROWTH_MIN or more (the first row, moved up by every doubling that did). The sweep
+    stops when a request failed or an SLO broke at this load (the knee is the anchor;
+    this row when there is no earlier one), after PLATEAU_STEPS doublings in a row that
+    grew output throughput by less than GROWTH_MIN over the anchor (the knee is the
+    anchor: the larger loads bought latency, not throughput; one flat doubling is not
+    enough, since batched kernels can gain nothing at 2 or 4 sequences and double at 8),
+    or at the cap (the anchor, this row when it grew)."""
+    row, earlier = rows[-1], list(rows[:-1])
     c = row.get("concurrency")
-    earlier = "previous" if previous is not None else "this"
+    anchor = _anchor(earlier)
     if row.get("errors"):
-        return earlier, f"{row['errors']} request(s) failed at c={c}"
+        return anchor or row, f"{row['errors']} request(s) failed at c={c}"
     broke = slo_breach(row, slo_ttft_ms, slo_tpot_ms)
     if broke:
-        return earlier, f"{broke} at c={c}" + (
-            "" if previous is not None else ": no load level met the SLO")
-    rate = row.get("output_throughput_tok_s")
-    if previous is not None:
-        before = previous.get("output_throughput_tok_s")
-        if before and rate is not None and rate < before * (1 + GROWTH_MIN):
-            return "previous", (f"c={previous.get('concurrency')} -> c={c} grew output "
-                                f"throughput {rate / before - 1:+.1%} "
-                                f"({before:.4g} -> {rate:.4g} tok/s), < {GROWTH_MIN:.0%}")
+        return anchor or row, f"{broke} at c={c}" + (
+            "" if anchor is not None else ": no load level met the SLO")
+    anchor = _anchor([*earlier, row])
+    flat = len(rows) - 1 - next(i for i, r in enumerate(rows) if r is anchor)
+    if flat >= PLATEAU_STEPS:
+        before = anchor.get("output_throughput_tok_s") or 0.0
+        rates = " -> ".join(f"{r.get('output_throughput_tok_s') or 0:.4g}"
+                            for r in rows[-flat - 1:])
+        return anchor, (f"{flat} doublings after c={anchor.get('concurrency')} grew output "
+                        f"throughput by less than {GROWTH_MIN:.0%} over its {before:.4g} "
+                        f"tok/s ({rates} tok/s, up to c={c})")
     if at_cap:
-        return "this", f"reached --max-concurrency {c} with throughput still growing"
+        if anchor is row:
+            return row, f"reached --max-concurrency {c} with throughput still growing"
+        return anchor, (f"reached --max-concurrency {c}; c={anchor.get('concurrency')} "
+                        f"is within {GROWTH_MIN:.0%} of the larger loads' throughput")
     return None, ""
+
+
+def _anchor(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first row, moved to each later row whose output throughput beat it by
+    GROWTH_MIN or more; None without rows."""
+    anchor = None
+    for r in rows:
+        rate = r.get("output_throughput_tok_s")
+        if anchor is None:
+            anchor = r
+            continue
+        before = anchor.get("output_throughput_tok_s")
+        if rate is not None and (not before or rate >= before * (1 + GROWTH_MIN)):
+            anchor = r
+    return anchor
 
 
 def context_row(machine: dict[str, Any], info: BackendInfo, run_id: str) -> dict[str, Any]:
@@ -161,16 +188,15 @@ class _Run:
         """--concurrency auto: c = 1, 2, 4, ... up to the cap until `knee_step` stops
         it; the knee row gets knee=1 (the others 0) and says why in its notes."""
         slo_ttft, slo_tpot = self.slos(scenario)
-        previous: dict[str, Any] | None = None
+        rows: list[dict[str, Any]] = []
         cap = max(1, int(self.options.max_concurrency))
         for n in auto_levels(cap):
             row = await self.point(scenario, factory, SweepPoint(concurrency=n), where,
                                    knee=0)
-            verdict, why = knee_step(previous, row, slo_ttft, slo_tpot, at_cap=n >= cap)
-            if verdict is None:
-                previous = row
+            rows.append(row)
+            knee, why = knee_step(rows, slo_ttft, slo_tpot, at_cap=n >= cap)
+            if knee is None:
                 continue
-            knee = previous if verdict == "previous" and previous is not None else row
             knee["knee"] = 1
             _add_note(knee, f"knee of the concurrency sweep (--concurrency auto, SLOs on "
                             f"p90): {why}")
@@ -429,5 +455,5 @@ def _finish_row(row: dict[str, Any], workload: Workload, scenario: Scenario,
     )
 
 
-__all__ = ["GROWTH_MIN", "RunOptions", "RunState", "SweepPoint", "auto_levels", "knee_step",
+__all__ = ["GROWTH_MIN", "PLATEAU_STEPS", "RunOptions", "RunState", "SweepPoint", "auto_levels", "knee_step",
            "measure_request", "new_run_id", "run_workload", "slo_breach", "sweep_points"]

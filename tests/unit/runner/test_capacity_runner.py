@@ -45,33 +45,57 @@ def test_auto_levels_double_up_to_the_cap():
 
 
 def test_the_sweep_goes_on_while_throughput_grows_by_five_percent_or_more():
-    assert knee_step(None, row(1, 100.0), None, None, at_cap=False) == (None, "")
-    assert knee_step(row(1, 100.0), row(2, 105.0), None, None, at_cap=False) == (None, "")
+    assert knee_step([row(1, 100.0)], None, None, at_cap=False) == (None, "")
+    assert knee_step([row(1, 100.0), row(2, 105.0)], None, None, at_cap=False) == (None, "")
 
 
-def test_growth_below_five_percent_puts_the_knee_at_the_smaller_load():
-    verdict, why = knee_step(row(4, 300.0), row(8, 314.0), None, None, at_cap=False)
-    assert verdict == "previous"
-    assert "c=4 -> c=8 grew output throughput +4.7%" in why and "< 5%" in why
-    # Less throughput at the larger load: the same.
-    assert knee_step(row(4, 300.0), row(8, 250.0), None, None, False)[0] == "previous"
+def test_one_flat_doubling_does_not_stop_the_sweep():
+    # A batched kernel may gain nothing at 2 or 4 sequences and double at 8 (llama.cpp on
+    # this CPU): one doubling under 5% is not yet a plateau.
+    assert knee_step([row(4, 300.0), row(8, 314.0)], None, None, at_cap=False) == (None, "")
+    rows = [row(1, 55.0), row(2, 63.0), row(4, 64.0), row(8, 113.0)]
+    assert knee_step(rows[:3], None, None, at_cap=False) == (None, "")
+    knee, why = knee_step(rows, None, None, at_cap=True)
+    assert knee is rows[3] and "still growing" in why
+
+
+def test_two_flat_doublings_put_the_knee_at_the_anchor():
+    rows = [row(2, 200.0), row(4, 300.0), row(8, 314.0), row(16, 250.0)]
+    knee, why = knee_step(rows, None, None, at_cap=False)
+    assert knee is rows[1]
+    assert "2 doublings after c=4 grew output throughput by less than 5%" in why
+    assert "300 -> 314 -> 250 tok/s, up to c=16" in why
+    # Growth under 5% a step, creeping: measured against the anchor, not the last row.
+    creep = [row(1, 100.0), row(2, 103.0), row(4, 104.5)]
+    knee, why = knee_step(creep, None, None, at_cap=False)
+    assert knee is creep[0] and "2 doublings after c=1" in why
+
+
+def test_the_cap_ends_the_sweep_at_the_anchor():
+    rows = [row(32, 300.0), row(64, 600.0)]
+    knee, why = knee_step(rows, None, None, at_cap=True)
+    assert knee is rows[1] and "--max-concurrency 64" in why
+    flat = [row(16, 300.0), row(32, 600.0), row(64, 610.0)]
+    knee, why = knee_step(flat, None, None, at_cap=True)
+    assert knee is flat[1] and "c=32 is within 5%" in why
 
 
 def test_an_slo_broken_at_p90_or_a_failed_request_stops_the_sweep():
-    verdict, why = knee_step(row(4, 300.0), row(8, 600.0, ttft_p90=812.0), 500.0, None, False)
-    assert verdict == "previous" and "TTFT p90 812 ms > SLO 500 ms at c=8" in why
-    verdict, why = knee_step(row(4, 300.0), row(8, 600.0, tpot_p90=60.0), None, 50.0, False)
-    assert verdict == "previous" and "TPOT p90 60 ms > SLO 50 ms" in why
-    verdict, why = knee_step(row(2, 300.0), row(4, 600.0, errors=3), None, None, False)
-    assert verdict == "previous" and "3 request(s) failed at c=4" in why
+    first = row(4, 300.0)
+    knee, why = knee_step([first, row(8, 600.0, ttft_p90=812.0)], 500.0, None, False)
+    assert knee is first and "TTFT p90 812 ms > SLO 500 ms at c=8" in why
+    knee, why = knee_step([first, row(8, 600.0, tpot_p90=60.0)], None, 50.0, False)
+    assert knee is first and "TPOT p90 60 ms > SLO 50 ms" in why
+    knee, why = knee_step([row(2, 300.0), row(4, 600.0, errors=3)], None, None, False)
+    assert knee["concurrency"] == 2 and "3 request(s) failed at c=4" in why
+    # A flat doubling before the breach: the knee is the anchor, not the flat row.
+    rows = [row(1, 100.0), row(2, 101.0), row(4, 300.0, ttft_p90=900.0)]
+    knee, why = knee_step(rows, 500.0, None, False)
+    assert knee is rows[0]
     # Broken at the first load: that row is the knee, and it says no load met the SLO.
-    verdict, why = knee_step(None, row(1, 50.0, ttft_p90=900.0), 500.0, None, False)
-    assert verdict == "this" and "no load level met the SLO" in why
-
-
-def test_the_cap_ends_the_sweep_at_the_last_row():
-    verdict, why = knee_step(row(32, 300.0), row(64, 600.0), None, None, at_cap=True)
-    assert verdict == "this" and "--max-concurrency 64" in why
+    only = row(1, 50.0, ttft_p90=900.0)
+    knee, why = knee_step([only], 500.0, None, False)
+    assert knee is only and "no load level met the SLO" in why
 
 
 # --- settings ---------------------------------------------------------------------------
@@ -194,6 +218,16 @@ def test_a_sweep_that_keeps_growing_stops_at_the_cap(tmp_path: Path):
     assert [r["requests"] for r in rows] == [2, 4, 8]
     assert all(r["capacity_ok"] == 1 and r["concurrency_achieved_peak"] == r["concurrency"]
                for r in rows)
+
+
+def test_two_flat_doublings_end_the_sweep_with_the_knee_where_growth_stopped(tmp_path: Path):
+    # Two slots: c=2 doubles c=1's throughput; c=4 and c=8 only queue in the server.
+    rows = _sweep(tmp_path, FakeTiming(ttft_ms=5, itl_ms=20, max_streams=2),
+                  RunOptions(quiet=True, concurrency_auto=True, max_concurrency=64))
+    assert [r["concurrency"] for r in rows] == [1, 2, 4, 8]
+    assert [r["knee"] for r in rows] == [0, 1, 0, 0]
+    assert "2 doublings after c=2" in rows[1]["notes"]
+    assert "the concurrency sweep stopped here" in rows[3]["notes"]
 
 
 def test_too_few_requests_for_the_streams_is_not_a_capacity(tmp_path: Path):
