@@ -31,11 +31,12 @@ BENCH_FLAGS := --workload $(WORKLOAD) --output $(OUTPUT) \
 # On llama.cpp (the default backend) `make bench` measures both: the in-process rows ("how
 # fast for one user") and then a capacity sweep of the same model and workload on
 # llama.cpp's own llama-server with parallel slots ("how much for many"), into the same
-# OUTPUT. CAPACITY=0 skips the sweep; CAPACITY_CONCURRENCY (default auto: doubled from 1
-# to the knee, at most CAPACITY_MAX_CONCURRENCY) or a list like 1,2,4,8; CAPACITY_ARGS
-# are added to the sweep only (ARGS go to both runs).
+# OUTPUT. CAPACITY=0 skips the sweep; CAPACITY_CONCURRENCY: the levels (default 1,2,4,8,
+# every one measured: llama.cpp on a CPU may gain nothing at 2 and 4 and double at 8), or
+# auto (doubled from 1 to the knee, at most CAPACITY_MAX_CONCURRENCY); CAPACITY_ARGS are
+# added to the sweep only (ARGS go to both runs).
 CAPACITY ?= 1
-CAPACITY_CONCURRENCY ?= auto
+CAPACITY_CONCURRENCY ?= 1,2,4,8
 CAPACITY_MAX_CONCURRENCY ?= 8
 CAPACITY_ARGS ?=
 CAPACITY_ON := $(filter-out 0 no off false,$(CAPACITY))
@@ -52,7 +53,7 @@ all: help
 help:
 	@echo "make bench   measure (MODEL= WORKLOAD= BACKEND= CONCURRENCY= RATE= POWER= ARGS=);"
 	@echo "             on llama.cpp also a llama-server capacity sweep (CAPACITY=0 skips;"
-	@echo "             CAPACITY_CONCURRENCY=auto|1,2,4,8 CAPACITY_MAX_CONCURRENCY=8 CAPACITY_ARGS=)"
+	@echo "             CAPACITY_CONCURRENCY=1,2,4,8|auto CAPACITY_MAX_CONCURRENCY=8 CAPACITY_ARGS=)"
 	@echo "make env     show what this machine has"
 	@echo "make test    install test dependencies and run all tests"
 	@echo "make nightly smoke suite, compare with BASELINE= (default results/reference), report"

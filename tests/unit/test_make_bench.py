@@ -30,16 +30,15 @@ def test_default_runs_in_process_then_a_llama_server_sweep() -> None:
     assert one == ".venv/bin/harness bench --workload default --output /tmp/out --model " \
                   "m.gguf --n-threads 2"
     assert many == (".venv/bin/harness bench --server llama-server --workload default "
-                    "--output /tmp/out --concurrency auto --max-concurrency 8 --model m.gguf "
-                    "--n-threads 2")
+                    "--output /tmp/out --concurrency 1,2,4,8 --model m.gguf --n-threads 2")
 
 
 def test_the_sweep_is_overridable_and_can_be_skipped() -> None:
-    *_, many = commands("CAPACITY_CONCURRENCY=1,2,4,8", "CAPACITY_ARGS=--repetitions 2",
+    *_, many = commands("CAPACITY_CONCURRENCY=1,4", "CAPACITY_ARGS=--repetitions 2",
                         "WORKLOAD=chat")
     assert many == (".venv/bin/harness bench --server llama-server --workload chat --output "
-                    "results --concurrency 1,2,4,8 --repetitions 2")
-    *_, many = commands("CAPACITY_MAX_CONCURRENCY=16")
+                    "results --concurrency 1,4 --repetitions 2")
+    *_, many = commands("CAPACITY_CONCURRENCY=auto", "CAPACITY_MAX_CONCURRENCY=16")
     assert many.endswith("--concurrency auto --max-concurrency 16")
     for off in ("CAPACITY=0", "CAPACITY=no"):
         assert commands(off) == [".venv/bin/harness bench --workload default --output results"]
