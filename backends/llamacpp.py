@@ -33,7 +33,7 @@ from backends.base import (
 )
 from harness.config.settings import BenchSettings
 from harness.errors import UserError
-from harness.models.files import file_sha256, ftype_name
+from harness.models.files import file_sha256, ftype_name, is_synthetic_gguf
 from harness.models.resolve import resolve_gguf
 
 _SENTINEL = object()
@@ -144,8 +144,7 @@ class LlamaCppBackend:
             "decode": "llama_decode per token (llama_batch_get_one)",
             "sampler": "greedy (argmax, EOG masked when forced)", "eog_banned_tokens": len(self._eog),
         }
-        synthetic = meta.get("harness.synthetic") == "true" or "synthetic" in str(
-            meta.get("general.name", "")).lower()
+        synthetic = is_synthetic_gguf(meta)
         model_name = meta.get("general.name") or path.stem
         if synthetic:  # random weights: the row names the shape it stands for
             model_name = f"synthetic:{meta.get('harness.synthetic_shape') or model_name}"

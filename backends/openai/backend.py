@@ -52,7 +52,13 @@ from backends.prometheus import (
 )
 from harness.config.settings import BenchSettings
 from harness.errors import UserError, did_you_mean
-from harness.models.files import file_sha256, ftype_name
+from harness.models.files import (
+    SYNTHETIC_KEYS,
+    file_sha256,
+    ftype_name,
+    gguf_strings,
+    is_synthetic_gguf,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -332,10 +338,13 @@ class OpenAIBackend:
         server = cfg.server
         meta = self.tokenizer.metadata if self.tokenizer is not None else {}
         model_path = str(server.get("model_path") or "")
-        sha, size_mb = "", None
+        sha, size_mb, synthetic = "", None, False
         if model_path and Path(model_path).is_file():
             sha = file_sha256(Path(model_path))
             size_mb = round(Path(model_path).stat().st_size / 2**20, 1)
+            # A managed server's GGUF: random weights are labelled as in process.
+            marks = gguf_strings(Path(model_path), SYNTHETIC_KEYS)
+            synthetic = is_synthetic_gguf(marks)
         quant = ""
         if meta.get("general.file_type") is not None:
             try:
@@ -356,6 +365,9 @@ class OpenAIBackend:
         if server:
             settings["server"] = {k: v for k, v in server.items()
                                   if k not in ("engine", "engine_version", "model_path")}
+        if synthetic:
+            settings.update(synthetic_shape=marks.get("harness.synthetic_shape", ""),
+                            synthetic_source=marks.get("harness.synthetic_source", ""))
         return BackendInfo(
             backend=self.name,
             engine=str(server.get("engine") or "openai-compatible"),
@@ -363,7 +375,8 @@ class OpenAIBackend:
             engine_build=f"openai-python {sdk_version}",
             model=cfg.model, model_path=model_path, model_sha256=sha, model_size_mb=size_mb,
             model_arch=str(meta.get("general.architecture", "")), quant=quant,
-            weights="real", device=str(server.get("device") or
+            weights="synthetic" if synthetic else "real",
+            device=str(server.get("device") or
                                        ("local" if is_loopback(cfg.base_url) else "remote")),
             settings=settings,
         )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
+from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from harness.errors import UserError
 
@@ -42,6 +45,71 @@ def check_gguf(path: Path) -> Path:
         raise UserError(f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); "
                         "the llamacpp backend needs a .gguf model")
     return path
+
+
+# GGUF value types (gguf_type): fixed sizes in bytes; 8 = string, 9 = array.
+_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+def gguf_strings(path: Path, keys: Iterable[str]) -> dict[str, str]:
+    """The string values of `keys` in a GGUF file's metadata (those present), read from
+    its header without loading the model: the whole header is walked only until every
+    key was found. {} for a file that is not GGUF or is cut short."""
+    wanted, found = set(keys), {}
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != GGUF_MAGIC:
+                return {}
+            _version, _tensors, n_kv = struct.unpack("<IQQ", f.read(20))
+            for _ in range(n_kv):
+                key = _gguf_str(f)
+                (kind,) = struct.unpack("<I", f.read(4))
+                if kind == _GGUF_STRING and key in wanted:
+                    found[key] = _gguf_str(f)
+                    if len(found) == len(wanted):
+                        break
+                else:
+                    _gguf_skip(f, kind)
+    except (OSError, struct.error, ValueError, UnicodeDecodeError):
+        pass
+    return found
+
+
+SYNTHETIC_KEYS = ("harness.synthetic", "harness.synthetic_shape", "harness.synthetic_source",
+                  "general.name")
+
+
+def is_synthetic_gguf(meta: dict[str, str]) -> bool:
+    """Random weights: a GGUF `harness model synth` wrote (its `harness.synthetic` key),
+    or one whose name says synthetic."""
+    return meta.get("harness.synthetic") == "true" or "synthetic" in str(
+        meta.get("general.name", "")).lower()
+
+
+def _gguf_str(f: BinaryIO) -> str:
+    (n,) = struct.unpack("<Q", f.read(8))
+    data = f.read(n)
+    if len(data) != n:
+        raise ValueError("cut short")
+    return data.decode("utf-8")
+
+
+def _gguf_skip(f: BinaryIO, kind: int) -> None:
+    if kind == _GGUF_STRING:
+        (n,) = struct.unpack("<Q", f.read(8))
+        f.seek(n, os.SEEK_CUR)
+    elif kind == _GGUF_ARRAY:
+        item, count = struct.unpack("<IQ", f.read(12))
+        if item in _GGUF_SIZES:
+            f.seek(_GGUF_SIZES[item] * count, os.SEEK_CUR)
+        else:
+            for _ in range(count):
+                _gguf_skip(f, item)
+    elif kind in _GGUF_SIZES:
+        f.seek(_GGUF_SIZES[kind], os.SEEK_CUR)
+    else:
+        raise ValueError(f"unknown GGUF value type {kind}")
 
 
 def _cache_file() -> Path:
